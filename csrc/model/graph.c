@@ -1,0 +1,416 @@
+/* graph.c - graph construction, per-shape planning and the executor.
+ * See graph.h for the life cycle. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "graph.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define ERR(...) do { if (err) snprintf(err, errlen, __VA_ARGS__); } while (0)
+
+mv_graph *mv_graph_new(int nnodes, int in_channels) {
+    if (nnodes < 0 || in_channels < 1) return NULL;
+    mv_graph *g = calloc(1, sizeof(*g));
+    if (!g) return NULL;
+    g->nodes = calloc((size_t)(nnodes ? nnodes : 1), sizeof(mv_node));
+    if (!g->nodes) { free(g); return NULL; }
+    g->nnodes = nnodes;
+    g->in_channels = in_channels;
+    return g;
+}
+
+void mv_graph_free(mv_graph *g) {
+    if (!g) return;
+    for (int i = 0; i < g->nnodes; i++) {
+        mv_aligned_free(g->nodes[i].w);
+        mv_aligned_free(g->nodes[i].bias);
+        mv_aligned_free(g->nodes[i].gamma);
+    }
+    mv_aligned_free(g->zero);
+    free(g->nodes);
+    free(g);
+}
+
+int mv_graph_tensor_channels(const mv_graph *g, int id) {
+    if (id == 0) return g->in_channels;
+    if (id < 1 || id > g->nnodes) return -1;
+    return g->nodes[id - 1].cout;
+}
+
+static float *dup_floats(const float *src, size_t n) {
+    float *d = mv_aligned_alloc(n * sizeof(float));
+    if (d && src) memcpy(d, src, n * sizeof(float));
+    return d;
+}
+
+mv_status mv_graph_set_node(mv_graph *g, int index, const mv_node *spec,
+                            const float *w, const float *bias,
+                            const float *gamma, char *err, size_t errlen) {
+    if (index < 0 || index >= g->nnodes) { ERR("node index %d out of range", index); return MV_ERR_ARG; }
+    mv_node n = *spec;
+    n.w = n.bias = n.gamma = NULL;
+    if (n.nin < 1 || n.nin > MV_MAX_IN) { ERR("node %d: %d inputs", index, n.nin); return MV_ERR_ARG; }
+    int cin[MV_MAX_IN];
+    for (int k = 0; k < n.nin; k++) {
+        if (n.in[k] < 0 || n.in[k] > index) {
+            ERR("node %d: input %d refers to tensor %d, which is not computed before it", index, k, n.in[k]);
+            return MV_ERR_ARG;
+        }
+        cin[k] = mv_graph_tensor_channels(g, n.in[k]);
+    }
+    switch (n.op) {
+    case MV_OP_CONV: {
+        int kh = n.ip[0], kw = n.ip[1], stride = n.ip[2], pad = n.ip[3], dil = n.ip[4];
+        int has_x2 = n.ip[6], has_res = n.ip[7];
+        if (kh < 1 || kw < 1 || stride < 1 || pad < 0 || dil < 1 || n.cout < 1 ||
+            n.nin != 1 + has_x2 + has_res) { ERR("node %d: bad conv parameters", index); return MV_ERR_ARG; }
+        int Cin = cin[0] + (has_x2 ? cin[1] : 0);
+        if (has_res && cin[n.nin - 1] != n.cout) {
+            ERR("node %d: residual has %d channels, conv output %d", index, cin[n.nin - 1], n.cout);
+            return MV_ERR_ARG;
+        }
+        n.w = mv_aligned_alloc(mv_conv2d_packed_floats(kh, kw, Cin, n.cout) * sizeof(float));
+        if (!n.w) return MV_ERR_NOMEM;
+        mv_pack_conv2d_weights(w, n.cout, Cin, kh, kw, n.w);
+        if (bias && !(n.bias = dup_floats(bias, (size_t)n.cout))) return MV_ERR_NOMEM;
+        if (Cin > g->max_cin) g->max_cin = Cin;
+        break;
+    }
+    case MV_OP_DWCONV:
+        n.cout = cin[0];
+        if (n.ip[0] < 1 || n.ip[1] < 0 || n.ip[2] < 1) { ERR("node %d: bad dwconv parameters", index); return MV_ERR_ARG; }
+        n.w = mv_aligned_alloc((size_t)9 * n.cout * sizeof(float));
+        if (!n.w) return MV_ERR_NOMEM;
+        mv_pack_dwconv2d_weights(w, n.cout, n.w);
+        if (bias && !(n.bias = dup_floats(bias, (size_t)n.cout))) return MV_ERR_NOMEM;
+        break;
+    case MV_OP_LAYERNORM:
+    case MV_OP_GROUPNORM1:
+        n.cout = cin[0];
+        if (!(n.gamma = dup_floats(gamma, (size_t)n.cout)) || !(n.bias = dup_floats(bias, (size_t)n.cout)))
+            return MV_ERR_NOMEM;
+        break;
+    case MV_OP_ATTENTION:
+        if (cin[0] % 3 || n.ip[0] < 1 || (cin[0] / 3) % n.ip[0] || n.ip[1] < 1 || n.ip[2] < 1) {
+            ERR("node %d: attention input has %d channels, not 3 x heads x head_dim", index, cin[0]);
+            return MV_ERR_ARG;
+        }
+        n.cout = cin[0] / 3;
+        break;
+    case MV_OP_RESIZE:
+        n.cout = cin[0];
+        if ((n.ip[0] == 0 && (n.nin != 1 || n.ip[1] < 1 || n.ip[2] < 1)) || (n.ip[0] == 1 && n.nin != 2) ||
+            n.ip[0] < 0 || n.ip[0] > 1) { ERR("node %d: bad resize parameters", index); return MV_ERR_ARG; }
+        break;
+    case MV_OP_GAP:
+    case MV_OP_ACT:
+        n.cout = cin[0];
+        break;
+    case MV_OP_ADD:
+        if (n.nin != 2 || cin[0] != cin[1]) { ERR("node %d: add of %d and %d channels", index, cin[0], cin[1]); return MV_ERR_ARG; }
+        n.cout = cin[0];
+        break;
+    case MV_OP_CONCAT:
+        if (n.nin != 2) { ERR("node %d: concat needs 2 inputs", index); return MV_ERR_ARG; }
+        n.cout = cin[0] + cin[1];
+        break;
+    default:
+        ERR("node %d: unknown op %d", index, n.op);
+        return MV_ERR_ARG;
+    }
+    g->nodes[index] = n;
+    return MV_OK;
+}
+
+mv_status mv_graph_finalize(mv_graph *g, char *err, size_t errlen) {
+    (void)err; (void)errlen;
+    g->zero = mv_aligned_alloc((size_t)(g->max_cin + 16) * sizeof(float));
+    if (!g->zero) return MV_ERR_NOMEM;
+    memset(g->zero, 0, (size_t)(g->max_cin + 16) * sizeof(float));
+    return MV_OK;
+}
+
+/* ---- planning ------------------------------------------------------------ */
+
+typedef struct { size_t off, size; int live; } block;
+
+/* First fit over the blocks currently allocated (kept sorted by offset). */
+static size_t arena_alloc(block *blk, int *nblk, size_t size, size_t *high) {
+    size_t pos = 0;
+    int k = 0;
+    for (; k < *nblk; k++) {
+        if (blk[k].off - pos >= size) break;
+        pos = blk[k].off + blk[k].size;
+    }
+    memmove(blk + k + 1, blk + k, (size_t)(*nblk - k) * sizeof(block));
+    blk[k].off = pos; blk[k].size = size; blk[k].live = 1;
+    (*nblk)++;
+    if (pos + size > *high) *high = pos + size;
+    return pos;
+}
+
+static void arena_free(block *blk, int *nblk, size_t off) {
+    for (int k = 0; k < *nblk; k++)
+        if (blk[k].off == off) {
+            memmove(blk + k, blk + k + 1, (size_t)(*nblk - k - 1) * sizeof(block));
+            (*nblk)--;
+            return;
+        }
+}
+
+void mv_plan_release(mv_plan *p) {
+    if (!p) return;
+    free(p->t);
+    mv_aligned_free(p->arena);
+    memset(p, 0, sizeof(*p));
+}
+
+size_t mv_plan_bytes(const mv_plan *p) { return p->arena_floats * sizeof(float); }
+
+mv_status mv_plan_init(mv_plan *p, const mv_graph *g, int B, int H, int W,
+                       int nth, int dry_run, char *err, size_t errlen) {
+    memset(p, 0, sizeof(*p));
+    int nt = g->nnodes + 1;
+    mv_status st = MV_OK;
+    int *last = NULL, nblk = 0;
+    block *blk = NULL;
+    if (B < 1 || H < 1 || W < 1 || nth < 1) { ERR("bad input shape"); return MV_ERR_ARG; }
+    p->B = B; p->H = H; p->W = W; p->nth = nth; p->ntensors = nt;
+    p->t = calloc((size_t)nt, sizeof(mv_tensor_info));
+    last = calloc((size_t)nt, sizeof(int));
+    blk = calloc((size_t)nt, sizeof(block));
+    if (!p->t || !last || !blk) { st = MV_ERR_NOMEM; goto done; }
+
+    mv_tensor_info *t = p->t;
+    t[0] = (mv_tensor_info){B, H, W, g->in_channels, 0, 0};
+    size_t scratch = 0;
+    for (int i = 0; i < g->nnodes; i++) {
+        const mv_node *n = &g->nodes[i];
+        mv_tensor_info *x = &t[n->in[0]], *o = &t[i + 1];
+        *o = (mv_tensor_info){x->B, x->H, x->W, n->cout, 0, i + 1};
+        switch (n->op) {
+        case MV_OP_CONV:
+        case MV_OP_DWCONV: {
+            int dw = n->op == MV_OP_DWCONV;
+            int kh = dw ? 3 : n->ip[0], kw = dw ? 3 : n->ip[1];
+            int s = dw ? n->ip[0] : n->ip[2], pad = dw ? n->ip[1] : n->ip[3], dil = dw ? n->ip[2] : n->ip[4];
+            o->H = mv_conv_out_size(x->H, kh, s, pad, dil);
+            o->W = mv_conv_out_size(x->W, kw, s, pad, dil);
+            if (o->H < 1 || o->W < 1) {
+                ERR("node %d: a %dx%d feature map is too small for its %dx%d convolution", i, x->H, x->W, kh, kw);
+                st = MV_ERR_ARG; goto done;
+            }
+            for (int k = 1; k < n->nin; k++) {
+                mv_tensor_info *y = &t[n->in[k]];
+                int want_h = (k == 1 && !dw && n->ip[6]) ? x->H : o->H;
+                int want_w = (k == 1 && !dw && n->ip[6]) ? x->W : o->W;
+                if (y->B != x->B || y->H != want_h || y->W != want_w) {
+                    ERR("node %d: input %d is %dx%d, expected %dx%d", i, k, y->H, y->W, want_h, want_w);
+                    st = MV_ERR_ARG; goto done;
+                }
+            }
+            break;
+        }
+        case MV_OP_ATTENTION: {
+            int ph = n->ip[1], pw = n->ip[2];
+            if (x->H % ph || x->W % pw) {
+                ERR("node %d: attention needs a map divisible by the %dx%d patch, got %dx%d", i, ph, pw, x->H, x->W);
+                st = MV_ERR_ARG; goto done;
+            }
+            int N = (x->H / ph) * (x->W / pw);
+            size_t s = mv_attention_scratch_floats(N, n->cout / n->ip[0]);
+            if (s > scratch) scratch = s;
+            break;
+        }
+        case MV_OP_RESIZE:
+            if (n->ip[0] == 0) {
+                o->H = (x->H + n->ip[1] - 1) / n->ip[1] * n->ip[1];
+                o->W = (x->W + n->ip[2] - 1) / n->ip[2] * n->ip[2];
+            } else {
+                o->H = t[n->in[1]].H;
+                o->W = t[n->in[1]].W;
+            }
+            if (o->H == x->H && o->W == x->W) o->root = x->root;   /* identity: alias */
+            break;
+        case MV_OP_GAP:
+            o->H = o->W = 1;
+            break;
+        case MV_OP_ADD:
+        case MV_OP_CONCAT: {
+            mv_tensor_info *y = &t[n->in[1]];
+            if (y->B != x->B || y->H != x->H || y->W != x->W) {
+                ERR("node %d: inputs are %dx%d and %dx%d", i, x->H, x->W, y->H, y->W);
+                st = MV_ERR_ARG; goto done;
+            }
+            break;
+        }
+        default:
+            break;
+        }
+    }
+    /* liveness by storage root */
+    for (int i = 0; i < nt; i++) last[i] = i;
+    for (int i = 0; i < g->nnodes; i++)
+        for (int k = 0; k < g->nodes[i].nin; k++) {
+            int r = t[g->nodes[i].in[k]].root;
+            if (last[r] < i + 1) last[r] = i + 1;
+        }
+    for (int i = 1; i < nt; i++)          /* an alias keeps its root alive */
+        if (t[i].root != i && last[t[i].root] < last[i]) last[t[i].root] = last[i];
+    size_t high = 0;
+    for (int i = 0; i < nt; i++) {
+        if (t[i].root == i) {
+            size_t sz;
+            if (!mv_mul_ok((size_t)t[i].B * (size_t)t[i].H, (size_t)t[i].W, &sz) ||
+                !mv_mul_ok(sz, (size_t)t[i].C, &sz) || sz > ((size_t)1 << 40)) {
+                ERR("tensor %d is too large", i); st = MV_ERR_NOMEM; goto done;
+            }
+            t[i].offset = arena_alloc(blk, &nblk, MV_ROUND_UP(sz, 16), &high);
+        } else {
+            t[i].offset = t[t[i].root].offset;
+        }
+        /* free the storage whose last use is node i (tensor i is its output) */
+        if (i > 0) {
+            const mv_node *n = &g->nodes[i - 1];
+            for (int k = 0; k < n->nin; k++) {
+                int r = t[n->in[k]].root;
+                if (last[r] == i) { arena_free(blk, &nblk, t[r].offset); last[r] = -1; }
+            }
+        }
+        if (last[i] == i && t[i].root == i) { arena_free(blk, &nblk, t[i].offset); last[i] = -1; }
+    }
+    p->scratch_offset = MV_ROUND_UP(high, 16);
+    p->scratch_per_worker = MV_ROUND_UP(scratch, 16);
+    size_t total;
+    if (!mv_mul_ok(p->scratch_per_worker, (size_t)nth, &total) ||
+        !mv_add_ok(total, p->scratch_offset, &total)) { ERR("arena too large"); st = MV_ERR_NOMEM; goto done; }
+    p->arena_floats = total;
+    if (!dry_run) {
+        p->arena = mv_aligned_alloc(total * sizeof(float));
+        if (!p->arena) { ERR("cannot allocate %zu bytes for activations", total * sizeof(float)); st = MV_ERR_NOMEM; goto done; }
+    }
+done:
+    free(last);
+    free(blk);
+    if (st != MV_OK) mv_plan_release(p);
+    return st;
+}
+
+/* ---- execution ------------------------------------------------------------ */
+
+static void run_node(const mv_graph *g, const mv_plan *p, int i,
+                     const mv_kernel_table *kt, int tid, int nth) {
+    const mv_node *n = &g->nodes[i];
+    const mv_tensor_info *x = &p->t[n->in[0]], *o = &p->t[i + 1];
+    float *A = p->arena;
+    const float *X = A + x->offset;
+    float *Y = A + o->offset;
+    switch (n->op) {
+    case MV_OP_CONV: {
+        int has_x2 = n->ip[6], has_res = n->ip[7];
+        const mv_tensor_info *x2 = has_x2 ? &p->t[n->in[1]] : NULL;
+        const mv_tensor_info *r = has_res ? &p->t[n->in[n->nin - 1]] : NULL;
+        if (n->ip[0] == 1 && n->ip[1] == 1 && n->ip[2] == 1 && n->ip[3] == 0 && !has_x2) {
+            mv_gemm_args a = {(ptrdiff_t)x->B * x->H * x->W, n->cout, x->C, X, x->C, n->w, n->bias,
+                              r ? A + r->offset : NULL, n->cout, Y, n->cout, n->ip[5]};
+            kt->gemm(&a, tid, nth);
+        } else {
+            mv_conv2d_args a = {x->B, x->H, x->W, x->C, X, x->C,
+                                x2 ? x2->C : 0, x2 ? A + x2->offset : NULL, x2 ? x2->C : 0,
+                                o->H, o->W, n->cout, n->ip[0], n->ip[1], n->ip[2], n->ip[3], n->ip[4],
+                                n->w, n->bias, r ? A + r->offset : NULL, n->cout, Y, n->cout, n->ip[5], g->zero};
+            kt->conv2d(&a, tid, nth);
+        }
+        break;
+    }
+    case MV_OP_DWCONV: {
+        mv_dwconv2d_args a = {x->B, x->H, x->W, x->C, X, o->H, o->W, n->ip[0], n->ip[1], n->ip[2],
+                              n->w, n->bias, Y, n->ip[3]};
+        kt->dwconv2d(&a, tid, nth);
+        break;
+    }
+    case MV_OP_LAYERNORM:
+        mv_layernorm_nhwc_f32__ref(X, (ptrdiff_t)x->B * x->H * x->W, x->C, x->C, n->gamma, n->bias,
+                                   n->fp[0], Y, o->C, tid, nth);
+        break;
+    case MV_OP_GROUPNORM1:
+        mv_groupnorm1_nhwc_f32__ref(X, x->B, (ptrdiff_t)x->H * x->W, x->C, n->gamma, n->bias, n->fp[0], Y,
+                                    tid, nth);
+        break;
+    case MV_OP_ATTENTION: {
+        mv_attention_args a = {x->B, x->H, x->W, n->ip[1], n->ip[2], o->C, n->ip[0], n->fp[0],
+                               X, x->C, Y, o->C, A + p->scratch_offset};
+        kt->attention(&a, tid, nth);
+        break;
+    }
+    case MV_OP_RESIZE:
+        if (o->root != i + 1) break;     /* identity alias */
+        mv_resize_bilinear_nhwc_f32__ref(X, x->B, x->H, x->W, x->C, Y, o->H, o->W, n->ip[3], tid, nth);
+        break;
+    case MV_OP_GAP:
+        mv_gap_nhwc_f32__ref(X, x->B, (ptrdiff_t)x->H * x->W, x->C, x->C, Y, tid, nth);
+        break;
+    case MV_OP_ADD:
+        mv_add_f32__ref(X, A + p->t[n->in[1]].offset, (ptrdiff_t)x->B * x->H * x->W * x->C, Y, tid, nth);
+        break;
+    case MV_OP_ACT:
+        kt->act(X, (ptrdiff_t)x->B * x->H * x->W * x->C, n->ip[0], Y, tid, nth);
+        break;
+    case MV_OP_CONCAT:
+        mv_concat_nhwc_f32__ref(X, x->C, A + p->t[n->in[1]].offset, p->t[n->in[1]].C,
+                                (ptrdiff_t)x->B * x->H * x->W, Y, tid, nth);
+        break;
+    default:
+        break;
+    }
+}
+
+static void emit_outputs(const mv_plan *p, const mv_outputs *out, int id,
+                         int tid, int nth) {
+    for (int k = 0; k < out->n; k++)
+        if (out->ids[k] == id) {
+            const mv_tensor_info *t = &p->t[id];
+            mv_nhwc_to_nchw_f32__ref(p->arena + t->offset, t->B, t->C, t->H, t->W, t->C, out->dst[k], tid, nth);
+        }
+}
+
+static int wants(const mv_outputs *out, int id) {
+    for (int k = 0; k < out->n; k++) if (out->ids[k] == id) return 1;
+    return 0;
+}
+
+mv_status mv_plan_run(mv_plan *p, const mv_graph *g, const float *x,
+                      const mv_outputs *out, int nth, mv_isa isa) {
+    const mv_kernel_table *kt = mv_kernels(isa);
+    if (nth > p->nth) nth = p->nth;
+    if (nth < 1) nth = 1;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nth)
+#endif
+    {
+#ifdef _OPENMP
+        int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+        int tid = 0, nt = 1;
+#endif
+        mv_nchw_to_nhwc_f32__ref(x, p->B, g->in_channels, p->H, p->W, p->arena + p->t[0].offset, tid, nt);
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+        for (int i = 0; i < g->nnodes; i++) {
+            run_node(g, p, i, kt, tid, nt);
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+            if (wants(out, i + 1)) {
+                emit_outputs(p, out, i + 1, tid, nt);
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+            }
+        }
+    }
+    return MV_OK;
+}

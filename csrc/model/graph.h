@@ -1,0 +1,110 @@
+/* graph.h - a network as a list of coarse, fused nodes, and the per-shape
+ * plan that runs it.
+ *
+ * Life cycle (XNNPACK-like create -> reshape -> run):
+ *   mv_graph_create   weights are copied, BatchNorm already folded by the
+ *                     caller, and packed once for the kernels;
+ *   mv_plan_create    for one input shape (B, H, W): every tensor's shape,
+ *                     one arena laid out by tensor liveness, scratch sizes;
+ *   mv_plan_run       one OpenMP parallel region for the whole network; the
+ *                     workers run every node on their static share and meet
+ *                     at a barrier between nodes.
+ * A plan and its arena belong to one call at a time; the graph is immutable
+ * after creation and can be shared by any number of concurrent plans.
+ *
+ * Tensors: id 0 is the network input (NHWC copy of the NCHW argument);
+ * node i produces tensor i + 1.  All tensors are NHWC float32. */
+#ifndef MV_GRAPH_H
+#define MV_GRAPH_H
+
+#include "../ops/ops.h"
+
+typedef enum {
+    MV_OP_CONV = 1,       /* in: x [, x2 concat] [, residual]; KxK or 1x1 */
+    MV_OP_DWCONV = 2,     /* in: x; depthwise 3x3 */
+    MV_OP_LAYERNORM = 3,  /* in: x; over channels of each pixel */
+    MV_OP_ATTENTION = 4,  /* in: qkv (3D channels) -> D channels */
+    MV_OP_RESIZE = 5,     /* in: x [, like]; bilinear to even size / like's size */
+    MV_OP_GAP = 6,        /* in: x -> [B, 1, 1, C] */
+    MV_OP_ADD = 7,        /* in: a, b */
+    MV_OP_ACT = 8,        /* in: x */
+    MV_OP_GROUPNORM1 = 9, /* in: x; GroupNorm(1, C) per image */
+    MV_OP_CONCAT = 10,    /* in: a, b */
+    MV_OP_LINEAR_ATTENTION = 11, /* reserved: MobileViTv2 separable attention */
+} mv_op;
+
+#define MV_MAX_IN 3
+
+typedef struct {
+    int op;
+    int nin;
+    int in[MV_MAX_IN];
+    int cout;             /* output channels */
+    /* conv: kh, kw, stride, pad, dil, act, has_x2, has_residual
+     * dwconv: stride, pad, dil, act
+     * attention: heads, ph, pw
+     * resize: mode (0: up to a multiple of (ph, pw); 1: like in[1]), ph, pw,
+     *         align_corners
+     * act: act */
+    int ip[8];
+    float fp[2];          /* layernorm/groupnorm eps; attention scale */
+    float *w;             /* packed weights (conv, dwconv) */
+    float *bias;          /* conv/dwconv bias; norm beta */
+    float *gamma;         /* norm gamma */
+} mv_node;
+
+typedef struct {
+    int nnodes;
+    mv_node *nodes;
+    int in_channels;
+    int max_cin;          /* for the zero row used by padded conv taps */
+    float *zero;
+} mv_graph;
+
+typedef struct {
+    int B, H, W, C;
+    size_t offset;        /* floats from arena start */
+    int root;             /* storage owner (aliases of identity resizes) */
+} mv_tensor_info;
+
+typedef struct {
+    int B, H, W;          /* input shape this plan was made for */
+    int nth;              /* worker count the scratch was sized for */
+    int ntensors;
+    mv_tensor_info *t;
+    size_t arena_floats;
+    size_t scratch_offset;     /* per-worker attention scratch */
+    size_t scratch_per_worker;
+    float *arena;
+} mv_plan;
+
+/* Outputs requested by a run: tensor ids and NCHW destination buffers
+ * (logits are [B, C, 1, 1] == [B, C]). */
+typedef struct {
+    int n;
+    const int *ids;
+    float **dst;
+} mv_outputs;
+
+mv_graph *mv_graph_new(int nnodes, int in_channels);
+/* Validates the node (input ids < producing index, channel agreement) and
+ * packs its weights.  w: PyTorch layout ([Cout, Cin, kh, kw]; dw [C,1,3,3]). */
+mv_status mv_graph_set_node(mv_graph *g, int index, const mv_node *spec,
+                            const float *w, const float *bias,
+                            const float *gamma, char *err, size_t errlen);
+mv_status mv_graph_finalize(mv_graph *g, char *err, size_t errlen);
+void mv_graph_free(mv_graph *g);
+int mv_graph_tensor_channels(const mv_graph *g, int id);
+
+/* Shapes + arena layout; allocates the arena unless dry_run.  Returns
+ * MV_ERR_ARG with a message for shapes the graph cannot take. */
+mv_status mv_plan_init(mv_plan *p, const mv_graph *g, int B, int H, int W,
+                       int nth, int dry_run, char *err, size_t errlen);
+void mv_plan_release(mv_plan *p);
+size_t mv_plan_bytes(const mv_plan *p);
+
+/* x: NCHW [B, in_channels, H, W]. */
+mv_status mv_plan_run(mv_plan *p, const mv_graph *g, const float *x,
+                      const mv_outputs *out, int nth, mv_isa isa);
+
+#endif /* MV_GRAPH_H */

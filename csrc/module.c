@@ -1,0 +1,877 @@
+/* module.c - the CPython binding (mobilevit._C); the only file that includes
+ * Python.h.  Each function parses and validates its arguments with the GIL
+ * held, releases the GIL around pure C work, and maps mv_status to a Python
+ * exception.  Kernels are run through run_parallel(): one OpenMP region,
+ * worker tid of nth computes its static share. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
+#include <numpy/arrayobject.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include "ops/ops.h"
+#include "model/graph.h"
+
+static atomic_int g_isa = MV_ISA_REF;
+static atomic_int g_threads = 1;
+
+static int max_threads_default(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+typedef void (*task_fn)(void *ctx, int tid, int nth);
+
+static void run_parallel(task_fn f, void *ctx, int nth) {
+#ifdef _OPENMP
+    if (nth > 1) {
+#pragma omp parallel num_threads(nth)
+        f(ctx, omp_get_thread_num(), omp_get_num_threads());
+        return;
+    }
+#endif
+    f(ctx, 0, 1);
+}
+
+static int set_status_error(mv_status st, const char *msg) {
+    switch (st) {
+    case MV_OK: return 0;
+    case MV_ERR_ARG: PyErr_SetString(PyExc_ValueError, msg && *msg ? msg : "invalid argument"); break;
+    case MV_ERR_NOMEM:
+        if (msg && *msg) PyErr_SetString(PyExc_MemoryError, msg); else PyErr_NoMemory();
+        break;
+    case MV_ERR_UNSUPPORTED: PyErr_SetString(PyExc_NotImplementedError, msg && *msg ? msg : "unsupported"); break;
+    default: PyErr_SetString(PyExc_RuntimeError, msg && *msg ? msg : "internal error"); break;
+    }
+    return -1;
+}
+
+/* float32, C-contiguous, aligned, native-order view or copy of obj with the
+ * given ndim (-1: any).  New reference or NULL with TypeError/ValueError. */
+static PyArrayObject *as_f32(PyObject *obj, int ndim, const char *name) {
+    if (obj == NULL || obj == Py_None) {
+        PyErr_Format(PyExc_TypeError, "%s: expected a float32 array, got None", name);
+        return NULL;
+    }
+    PyArrayObject *a = (PyArrayObject *)PyArray_FROMANY(obj, NPY_FLOAT32, 0, 0,
+                                                        NPY_ARRAY_IN_ARRAY);
+    if (!a) return NULL;
+    if (ndim >= 0 && PyArray_NDIM(a) != ndim) {
+        PyErr_Format(PyExc_ValueError, "%s: expected %d dimensions, got %d", name, ndim, PyArray_NDIM(a));
+        Py_DECREF(a);
+        return NULL;
+    }
+    return a;
+}
+
+static PyArrayObject *opt_f32(PyObject *obj, int ndim, const char *name, int *err) {
+    *err = 0;
+    if (obj == NULL || obj == Py_None) return NULL;
+    PyArrayObject *a = as_f32(obj, ndim, name);
+    if (!a) *err = 1;
+    return a;
+}
+
+static PyArrayObject *new_f32(int ndim, const npy_intp *dims) {
+    return (PyArrayObject *)PyArray_SimpleNew(ndim, (npy_intp *)dims, NPY_FLOAT32);
+}
+
+#define F(a) ((float *)PyArray_DATA(a))
+#define DIM(a, i) ((int)PyArray_DIM(a, i))
+
+static mv_isa parse_isa(int isa) {
+    if (isa < 0) return (mv_isa)atomic_load(&g_isa);
+    return (mv_isa)isa;
+}
+
+static int check_isa(int isa) {
+    if (isa >= MV_ISA_COUNT || (isa >= 0 && !mv_isa_supported((mv_isa)isa))) {
+        PyErr_Format(PyExc_ValueError, "ISA %d is not available on this CPU", isa);
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_threads(int nth) { return nth > 0 ? nth : atomic_load(&g_threads); }
+
+/* ---- module-level settings ------------------------------------------------ */
+
+static PyObject *py_set_isa(PyObject *self, PyObject *args) {
+    int isa;
+    if (!PyArg_ParseTuple(args, "i", &isa)) return NULL;
+    if (isa < 0 || isa >= MV_ISA_COUNT || !mv_isa_supported((mv_isa)isa)) {
+        PyErr_Format(PyExc_ValueError, "ISA '%s' is not supported by this CPU", mv_isa_name((mv_isa)isa));
+        return NULL;
+    }
+    atomic_store(&g_isa, isa);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_get_isa(PyObject *self, PyObject *noargs) {
+    return PyUnicode_FromString(mv_isa_name((mv_isa)atomic_load(&g_isa)));
+}
+
+static PyObject *py_available_isas(PyObject *self, PyObject *noargs) {
+    PyObject *l = PyList_New(0);
+    if (!l) return NULL;
+    for (int i = 0; i < MV_ISA_COUNT; i++)
+        if (mv_isa_supported((mv_isa)i)) {
+            PyObject *s = PyUnicode_FromString(mv_isa_name((mv_isa)i));
+            if (!s || PyList_Append(l, s) < 0) { Py_XDECREF(s); Py_DECREF(l); return NULL; }
+            Py_DECREF(s);
+        }
+    return l;
+}
+
+static PyObject *py_best_isa(PyObject *self, PyObject *noargs) {
+    return PyUnicode_FromString(mv_isa_name(mv_detect_isa()));
+}
+
+static PyObject *py_set_num_threads(PyObject *self, PyObject *args) {
+    int n;
+    if (!PyArg_ParseTuple(args, "i", &n)) return NULL;
+    if (n < 1 || n > 1024) {
+        PyErr_Format(PyExc_ValueError, "num_threads must be between 1 and 1024, got %d", n);
+        return NULL;
+    }
+    atomic_store(&g_threads, n);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_get_num_threads(PyObject *self, PyObject *noargs) {
+    return PyLong_FromLong(atomic_load(&g_threads));
+}
+
+static PyObject *py_has_openmp(PyObject *self, PyObject *noargs) {
+#ifdef _OPENMP
+    Py_RETURN_TRUE;
+#else
+    Py_RETURN_FALSE;
+#endif
+}
+
+/* ---- single ops (for tests and notebooks) -------------------------------- */
+
+typedef struct { const mv_gemm_args *a; mv_gemm_fn f; } gemm_task;
+static void gemm_run(void *c, int tid, int nth) { gemm_task *t = c; t->f(t->a, tid, nth); }
+
+/* gemm(a[M,K], w[N,K], bias|None, residual|None, act, isa, nth) -> [M,N] */
+static PyObject *py_gemm(PyObject *self, PyObject *args) {
+    PyObject *ao, *wo, *bo, *ro;
+    int act, isa, nth, e1, e2;
+    if (!PyArg_ParseTuple(args, "OOOOiii", &ao, &wo, &bo, &ro, &act, &isa, &nth)) return NULL;
+    if (check_isa(isa) < 0) return NULL;
+    PyArrayObject *A = as_f32(ao, 2, "a"), *W = A ? as_f32(wo, 2, "weight") : NULL;
+    PyArrayObject *Bi = W ? opt_f32(bo, 1, "bias", &e1) : NULL, *R = NULL, *C = NULL;
+    float *Wp = NULL;
+    PyObject *ret = NULL;
+    if (!W || e1) goto done;
+    R = opt_f32(ro, 2, "residual", &e2);
+    if (e2) goto done;
+    int M = DIM(A, 0), K = DIM(A, 1), N = DIM(W, 0);
+    if (DIM(W, 1) != K || N < 1 || K < 1) { PyErr_Format(PyExc_ValueError, "gemm: weight must be [N, %d]", K); goto done; }
+    if (Bi && DIM(Bi, 0) != N) { PyErr_Format(PyExc_ValueError, "gemm: bias must have %d elements", N); goto done; }
+    if (R && (DIM(R, 0) != M || DIM(R, 1) != N)) { PyErr_SetString(PyExc_ValueError, "gemm: residual must be [M, N]"); goto done; }
+    npy_intp dims[2] = {M, N};
+    if (!(C = new_f32(2, dims))) goto done;
+    if (!(Wp = mv_aligned_alloc(mv_gemm_packed_floats(K, N) * sizeof(float)))) { PyErr_NoMemory(); goto done; }
+    mv_gemm_args a = {M, N, K, F(A), K, Wp, Bi ? F(Bi) : NULL, R ? F(R) : NULL, N, F(C), N, act};
+    gemm_task t = {&a, mv_kernels(parse_isa(isa))->gemm};
+    int n = parse_threads(nth);
+    Py_BEGIN_ALLOW_THREADS
+    mv_pack_gemm_weights(F(W), N, K, Wp);
+    run_parallel(gemm_run, &t, n);
+    Py_END_ALLOW_THREADS
+    ret = (PyObject *)C; C = NULL;
+done:
+    mv_aligned_free(Wp);
+    Py_XDECREF(A); Py_XDECREF(W); Py_XDECREF(Bi); Py_XDECREF(R); Py_XDECREF(C);
+    return ret;
+}
+
+typedef struct { const mv_conv2d_args *a; mv_conv2d_fn f; } conv_task;
+static void conv_run(void *c, int tid, int nth) { conv_task *t = c; t->f(t->a, tid, nth); }
+
+/* conv2d(x[B,H,W,C1], w[Co,Ci,kh,kw], bias, stride, pad, dil, act, x2|None,
+ *        residual|None, isa, nth) -> [B,OH,OW,Co] */
+static PyObject *py_conv2d(PyObject *self, PyObject *args) {
+    PyObject *xo, *wo, *bo, *x2o, *ro;
+    int stride, pad, dil, act, isa, nth, e1 = 0, e2 = 0, e3 = 0;
+    if (!PyArg_ParseTuple(args, "OOOiiiiOOii", &xo, &wo, &bo, &stride, &pad, &dil, &act, &x2o, &ro, &isa, &nth))
+        return NULL;
+    if (check_isa(isa) < 0) return NULL;
+    PyArrayObject *X = as_f32(xo, 4, "x"), *W = X ? as_f32(wo, 4, "weight") : NULL;
+    PyArrayObject *Bi = NULL, *X2 = NULL, *R = NULL, *Y = NULL;
+    float *Wp = NULL, *zero = NULL;
+    PyObject *ret = NULL;
+    if (!W) goto done;
+    Bi = opt_f32(bo, 1, "bias", &e1);
+    if (!e1) X2 = opt_f32(x2o, 4, "x2", &e2);
+    if (!e1 && !e2) R = opt_f32(ro, 4, "residual", &e3);
+    if (e1 || e2 || e3) goto done;
+    int B = DIM(X, 0), H = DIM(X, 1), Wd = DIM(X, 2), C1 = DIM(X, 3), C2 = X2 ? DIM(X2, 3) : 0;
+    int Co = DIM(W, 0), kh = DIM(W, 2), kw = DIM(W, 3);
+    if (stride < 1 || pad < 0 || dil < 1) { PyErr_SetString(PyExc_ValueError, "conv2d: stride >= 1, padding >= 0, dilation >= 1"); goto done; }
+    if (DIM(W, 1) != C1 + C2 || Co < 1 || kh < 1 || kw < 1) {
+        PyErr_Format(PyExc_ValueError, "conv2d: weight has %d input channels, input has %d", DIM(W, 1), C1 + C2); goto done;
+    }
+    if (X2 && (DIM(X2, 0) != B || DIM(X2, 1) != H || DIM(X2, 2) != Wd)) { PyErr_SetString(PyExc_ValueError, "conv2d: x2 must match x in B, H, W"); goto done; }
+    if (Bi && DIM(Bi, 0) != Co) { PyErr_Format(PyExc_ValueError, "conv2d: bias must have %d elements", Co); goto done; }
+    int OH = mv_conv_out_size(H, kh, stride, pad, dil), OW = mv_conv_out_size(Wd, kw, stride, pad, dil);
+    if (OH < 1 || OW < 1) { PyErr_SetString(PyExc_ValueError, "conv2d: input smaller than the kernel"); goto done; }
+    if (R && (DIM(R, 0) != B || DIM(R, 1) != OH || DIM(R, 2) != OW || DIM(R, 3) != Co)) { PyErr_SetString(PyExc_ValueError, "conv2d: residual must match the output"); goto done; }
+    npy_intp dims[4] = {B, OH, OW, Co};
+    if (!(Y = new_f32(4, dims))) goto done;
+    Wp = mv_aligned_alloc(mv_conv2d_packed_floats(kh, kw, C1 + C2, Co) * sizeof(float));
+    zero = mv_aligned_alloc((size_t)(C1 + C2 + 16) * sizeof(float));
+    if (!Wp || !zero) { PyErr_NoMemory(); goto done; }
+    memset(zero, 0, (size_t)(C1 + C2 + 16) * sizeof(float));
+    mv_conv2d_args a = {B, H, Wd, C1, F(X), C1, C2, X2 ? F(X2) : NULL, C2, OH, OW, Co, kh, kw, stride, pad, dil,
+                        Wp, Bi ? F(Bi) : NULL, R ? F(R) : NULL, Co, F(Y), Co, act, zero};
+    conv_task t = {&a, mv_kernels(parse_isa(isa))->conv2d};
+    int n = parse_threads(nth);
+    if (B > 0) {
+        Py_BEGIN_ALLOW_THREADS
+        mv_pack_conv2d_weights(F(W), Co, C1 + C2, kh, kw, Wp);
+        run_parallel(conv_run, &t, n);
+        Py_END_ALLOW_THREADS
+    }
+    ret = (PyObject *)Y; Y = NULL;
+done:
+    mv_aligned_free(Wp); mv_aligned_free(zero);
+    Py_XDECREF(X); Py_XDECREF(W); Py_XDECREF(Bi); Py_XDECREF(X2); Py_XDECREF(R); Py_XDECREF(Y);
+    return ret;
+}
+
+typedef struct { const mv_dwconv2d_args *a; mv_dwconv2d_fn f; } dw_task;
+static void dw_run(void *c, int tid, int nth) { dw_task *t = c; t->f(t->a, tid, nth); }
+
+/* dwconv2d(x[B,H,W,C], w[C,1,3,3], bias, stride, pad, dil, act, isa, nth) */
+static PyObject *py_dwconv2d(PyObject *self, PyObject *args) {
+    PyObject *xo, *wo, *bo;
+    int stride, pad, dil, act, isa, nth, e1 = 0;
+    if (!PyArg_ParseTuple(args, "OOOiiiiii", &xo, &wo, &bo, &stride, &pad, &dil, &act, &isa, &nth)) return NULL;
+    if (check_isa(isa) < 0) return NULL;
+    PyArrayObject *X = as_f32(xo, 4, "x"), *W = X ? as_f32(wo, 4, "weight") : NULL, *Bi = NULL, *Y = NULL;
+    float *Wt = NULL;
+    PyObject *ret = NULL;
+    if (!W) goto done;
+    Bi = opt_f32(bo, 1, "bias", &e1);
+    if (e1) goto done;
+    int B = DIM(X, 0), H = DIM(X, 1), Wd = DIM(X, 2), C = DIM(X, 3);
+    if (DIM(W, 0) != C || DIM(W, 1) != 1 || DIM(W, 2) != 3 || DIM(W, 3) != 3) {
+        PyErr_Format(PyExc_ValueError, "dwconv2d: weight must be [%d, 1, 3, 3]", C); goto done;
+    }
+    if (Bi && DIM(Bi, 0) != C) { PyErr_Format(PyExc_ValueError, "dwconv2d: bias must have %d elements", C); goto done; }
+    if (stride < 1 || pad < 0 || dil < 1) { PyErr_SetString(PyExc_ValueError, "dwconv2d: stride >= 1, padding >= 0, dilation >= 1"); goto done; }
+    int OH = mv_conv_out_size(H, 3, stride, pad, dil), OW = mv_conv_out_size(Wd, 3, stride, pad, dil);
+    if (OH < 1 || OW < 1) { PyErr_SetString(PyExc_ValueError, "dwconv2d: input smaller than the kernel"); goto done; }
+    npy_intp dims[4] = {B, OH, OW, C};
+    if (!(Y = new_f32(4, dims))) goto done;
+    if (!(Wt = mv_aligned_alloc((size_t)9 * C * sizeof(float)))) { PyErr_NoMemory(); goto done; }
+    mv_dwconv2d_args a = {B, H, Wd, C, F(X), OH, OW, stride, pad, dil, Wt, Bi ? F(Bi) : NULL, F(Y), act};
+    dw_task t = {&a, mv_kernels(parse_isa(isa))->dwconv2d};
+    int n = parse_threads(nth);
+    Py_BEGIN_ALLOW_THREADS
+    mv_pack_dwconv2d_weights(F(W), C, Wt);
+    run_parallel(dw_run, &t, n);
+    Py_END_ALLOW_THREADS
+    ret = (PyObject *)Y; Y = NULL;
+done:
+    mv_aligned_free(Wt);
+    Py_XDECREF(X); Py_XDECREF(W); Py_XDECREF(Bi); Py_XDECREF(Y);
+    return ret;
+}
+
+typedef struct { const mv_attention_args *a; mv_attention_fn f; } att_task;
+static void att_run(void *c, int tid, int nth) { att_task *t = c; t->f(t->a, tid, nth); }
+
+/* attention(qkv[B,H,W,3D], heads, ph, pw, scale, isa, nth) -> [B,H,W,D] */
+static PyObject *py_attention(PyObject *self, PyObject *args) {
+    PyObject *qo;
+    int heads, ph, pw, isa, nth;
+    float scale;
+    if (!PyArg_ParseTuple(args, "Oiiifii", &qo, &heads, &ph, &pw, &scale, &isa, &nth)) return NULL;
+    if (check_isa(isa) < 0) return NULL;
+    PyArrayObject *Q = as_f32(qo, 4, "qkv"), *O = NULL;
+    float *scratch = NULL;
+    PyObject *ret = NULL;
+    if (!Q) goto done;
+    int B = DIM(Q, 0), H = DIM(Q, 1), W = DIM(Q, 2), C3 = DIM(Q, 3);
+    if (heads < 1 || C3 % 3 || (C3 / 3) % heads || C3 == 0) {
+        PyErr_Format(PyExc_ValueError, "attention: %d channels is not 3 x heads(%d) x head_dim", C3, heads); goto done;
+    }
+    if (ph < 1 || pw < 1 || H % ph || W % pw) { PyErr_SetString(PyExc_ValueError, "attention: H and W must be multiples of the patch size"); goto done; }
+    npy_intp dims[4] = {B, H, W, C3 / 3};
+    if (!(O = new_f32(4, dims))) goto done;
+    int n = parse_threads(nth), N = (H / ph) * (W / pw);
+    size_t per = mv_attention_scratch_floats(N, C3 / 3 / heads);
+    if (!(scratch = mv_aligned_alloc(per * (size_t)n * sizeof(float)))) { PyErr_NoMemory(); goto done; }
+    mv_attention_args a = {B, H, W, ph, pw, C3 / 3, heads, scale, F(Q), C3, F(O), C3 / 3, scratch};
+    att_task t = {&a, mv_kernels(parse_isa(isa))->attention};
+    Py_BEGIN_ALLOW_THREADS
+    run_parallel(att_run, &t, n);
+    Py_END_ALLOW_THREADS
+    ret = (PyObject *)O; O = NULL;
+done:
+    mv_aligned_free(scratch);
+    Py_XDECREF(Q); Py_XDECREF(O);
+    return ret;
+}
+
+/* Generic wrappers for the reference-only kernels. */
+typedef struct {
+    int kind;
+    const float *x, *x2, *p0, *p1, *p2, *p3;
+    float *y;
+    ptrdiff_t M;
+    int B, H, W, C, C2, OH, OW, i0, i1;
+    float f0;
+    mv_act_fn actf;
+} misc_task;
+
+enum { K_LN, K_GN, K_BN, K_ACT, K_ADD, K_CAT, K_UNF, K_FOLD, K_RESIZE, K_GAP, K_N2H, K_H2N };
+
+static void misc_run(void *c, int tid, int nth) {
+    misc_task *t = c;
+    switch (t->kind) {
+    case K_LN: mv_layernorm_nhwc_f32__ref(t->x, t->M, t->C, t->C, t->p0, t->p1, t->f0, t->y, t->C, tid, nth); break;
+    case K_GN: mv_groupnorm1_nhwc_f32__ref(t->x, t->B, (ptrdiff_t)t->H * t->W, t->C, t->p0, t->p1, t->f0, t->y, tid, nth); break;
+    case K_BN: mv_batchnorm_nhwc_f32__ref(t->x, t->M, t->C, t->p0, t->p1, t->p2, t->p3, t->f0, t->y, tid, nth); break;
+    case K_ACT: t->actf(t->x, t->M, t->i0, t->y, tid, nth); break;
+    case K_ADD: mv_add_f32__ref(t->x, t->x2, t->M, t->y, tid, nth); break;
+    case K_CAT: mv_concat_nhwc_f32__ref(t->x, t->C, t->x2, t->C2, t->M, t->y, tid, nth); break;
+    case K_UNF: mv_unfold_nhwc_f32__ref(t->x, t->B, t->H, t->W, t->C, t->i0, t->i1, t->y, tid, nth); break;
+    case K_FOLD: mv_fold_nhwc_f32__ref(t->x, t->B, t->H, t->W, t->C, t->i0, t->i1, t->y, tid, nth); break;
+    case K_RESIZE: mv_resize_bilinear_nhwc_f32__ref(t->x, t->B, t->H, t->W, t->C, t->y, t->OH, t->OW, t->i0, tid, nth); break;
+    case K_GAP: mv_gap_nhwc_f32__ref(t->x, t->B, (ptrdiff_t)t->H * t->W, t->C, t->C, t->y, tid, nth); break;
+    case K_N2H: mv_nchw_to_nhwc_f32__ref(t->x, t->B, t->C, t->H, t->W, t->y, tid, nth); break;
+    case K_H2N: mv_nhwc_to_nchw_f32__ref(t->x, t->B, t->C, t->H, t->W, t->C, t->y, tid, nth); break;
+    }
+}
+
+static PyObject *finish_misc(misc_task *t, PyArrayObject *Y, int nth) {
+    Py_BEGIN_ALLOW_THREADS
+    run_parallel(misc_run, t, parse_threads(nth));
+    Py_END_ALLOW_THREADS
+    return (PyObject *)Y;
+}
+
+/* layernorm(x[M,D], gamma[D], beta[D], eps, nth) */
+static PyObject *py_layernorm(PyObject *self, PyObject *args) {
+    PyObject *xo, *go, *bo;
+    float eps;
+    int nth;
+    if (!PyArg_ParseTuple(args, "OOOfi", &xo, &go, &bo, &eps, &nth)) return NULL;
+    PyArrayObject *X = as_f32(xo, 2, "x"), *G = X ? as_f32(go, 1, "weight") : NULL;
+    PyArrayObject *Bt = G ? as_f32(bo, 1, "bias") : NULL, *Y = NULL;
+    PyObject *ret = NULL;
+    if (!Bt) goto done;
+    int D = DIM(X, 1);
+    if (DIM(G, 0) != D || DIM(Bt, 0) != D) { PyErr_Format(PyExc_ValueError, "layernorm: weight and bias must have %d elements", D); goto done; }
+    npy_intp dims[2] = {DIM(X, 0), D};
+    if (!(Y = new_f32(2, dims))) goto done;
+    misc_task t = {.kind = K_LN, .x = F(X), .p0 = F(G), .p1 = F(Bt), .y = F(Y), .M = DIM(X, 0), .C = D, .f0 = eps};
+    ret = finish_misc(&t, Y, nth); Y = NULL;
+done:
+    Py_XDECREF(X); Py_XDECREF(G); Py_XDECREF(Bt); Py_XDECREF(Y);
+    return ret;
+}
+
+/* groupnorm1(x[B,H,W,C], gamma, beta, eps, nth) */
+static PyObject *py_groupnorm1(PyObject *self, PyObject *args) {
+    PyObject *xo, *go, *bo;
+    float eps;
+    int nth;
+    if (!PyArg_ParseTuple(args, "OOOfi", &xo, &go, &bo, &eps, &nth)) return NULL;
+    PyArrayObject *X = as_f32(xo, 4, "x"), *G = X ? as_f32(go, 1, "weight") : NULL;
+    PyArrayObject *Bt = G ? as_f32(bo, 1, "bias") : NULL, *Y = NULL;
+    PyObject *ret = NULL;
+    if (!Bt) goto done;
+    int C = DIM(X, 3);
+    if (DIM(G, 0) != C || DIM(Bt, 0) != C) { PyErr_Format(PyExc_ValueError, "groupnorm: weight and bias must have %d elements", C); goto done; }
+    if (!(Y = new_f32(4, PyArray_DIMS(X)))) goto done;
+    misc_task t = {.kind = K_GN, .x = F(X), .p0 = F(G), .p1 = F(Bt), .y = F(Y), .B = DIM(X, 0), .H = DIM(X, 1), .W = DIM(X, 2), .C = C, .f0 = eps};
+    ret = finish_misc(&t, Y, nth); Y = NULL;
+done:
+    Py_XDECREF(X); Py_XDECREF(G); Py_XDECREF(Bt); Py_XDECREF(Y);
+    return ret;
+}
+
+/* batchnorm(x[M,C], mean, var, gamma, beta, eps, nth) */
+static PyObject *py_batchnorm(PyObject *self, PyObject *args) {
+    PyObject *xo, *o[4];
+    float eps;
+    int nth;
+    if (!PyArg_ParseTuple(args, "OOOOOfi", &xo, &o[0], &o[1], &o[2], &o[3], &eps, &nth)) return NULL;
+    PyArrayObject *X = as_f32(xo, 2, "x"), *P[4] = {NULL, NULL, NULL, NULL}, *Y = NULL;
+    PyObject *ret = NULL;
+    static const char *names[4] = {"running_mean", "running_var", "weight", "bias"};
+    if (!X) goto done;
+    for (int k = 0; k < 4; k++) {
+        if (!(P[k] = as_f32(o[k], 1, names[k]))) goto done;
+        if (DIM(P[k], 0) != DIM(X, 1)) { PyErr_Format(PyExc_ValueError, "batchnorm: %s must have %d elements", names[k], DIM(X, 1)); goto done; }
+    }
+    if (!(Y = new_f32(2, PyArray_DIMS(X)))) goto done;
+    misc_task t = {.kind = K_BN, .x = F(X), .p0 = F(P[0]), .p1 = F(P[1]), .p2 = F(P[2]), .p3 = F(P[3]), .y = F(Y), .M = DIM(X, 0), .C = DIM(X, 1), .f0 = eps};
+    ret = finish_misc(&t, Y, nth); Y = NULL;
+done:
+    Py_XDECREF(X); for (int k = 0; k < 4; k++) Py_XDECREF(P[k]); Py_XDECREF(Y);
+    return ret;
+}
+
+/* act(x, act, isa, nth) — any shape */
+static PyObject *py_act(PyObject *self, PyObject *args) {
+    PyObject *xo;
+    int act, isa, nth;
+    if (!PyArg_ParseTuple(args, "Oiii", &xo, &act, &isa, &nth)) return NULL;
+    if (check_isa(isa) < 0) return NULL;
+    if (act < 0 || act > MV_ACT_RELU) { PyErr_SetString(PyExc_ValueError, "act: unknown activation"); return NULL; }
+    PyArrayObject *X = as_f32(xo, -1, "x"), *Y;
+    if (!X) return NULL;
+    if (!(Y = new_f32(PyArray_NDIM(X), PyArray_DIMS(X)))) { Py_DECREF(X); return NULL; }
+    misc_task t = {.kind = K_ACT, .x = F(X), .y = F(Y), .M = PyArray_SIZE(X), .i0 = act, .actf = mv_kernels(parse_isa(isa))->act};
+    PyObject *ret = finish_misc(&t, Y, nth);
+    Py_DECREF(X);
+    return ret;
+}
+
+/* add(a, b, nth) — same shapes */
+static PyObject *py_add(PyObject *self, PyObject *args) {
+    PyObject *ao, *bo;
+    int nth;
+    if (!PyArg_ParseTuple(args, "OOi", &ao, &bo, &nth)) return NULL;
+    PyArrayObject *A = as_f32(ao, -1, "a"), *Bv = A ? as_f32(bo, -1, "b") : NULL, *Y = NULL;
+    PyObject *ret = NULL;
+    if (!Bv) goto done;
+    if (!PyArray_SAMESHAPE(A, Bv)) { PyErr_SetString(PyExc_ValueError, "add: shapes differ"); goto done; }
+    if (!(Y = new_f32(PyArray_NDIM(A), PyArray_DIMS(A)))) goto done;
+    misc_task t = {.kind = K_ADD, .x = F(A), .x2 = F(Bv), .y = F(Y), .M = PyArray_SIZE(A)};
+    ret = finish_misc(&t, Y, nth); Y = NULL;
+done:
+    Py_XDECREF(A); Py_XDECREF(Bv); Py_XDECREF(Y);
+    return ret;
+}
+
+/* concat(a[M,C1], b[M,C2], nth) -> [M, C1+C2] */
+static PyObject *py_concat(PyObject *self, PyObject *args) {
+    PyObject *ao, *bo;
+    int nth;
+    if (!PyArg_ParseTuple(args, "OOi", &ao, &bo, &nth)) return NULL;
+    PyArrayObject *A = as_f32(ao, 2, "a"), *Bv = A ? as_f32(bo, 2, "b") : NULL, *Y = NULL;
+    PyObject *ret = NULL;
+    if (!Bv) goto done;
+    if (DIM(A, 0) != DIM(Bv, 0)) { PyErr_SetString(PyExc_ValueError, "concat: row counts differ"); goto done; }
+    npy_intp dims[2] = {DIM(A, 0), DIM(A, 1) + DIM(Bv, 1)};
+    if (!(Y = new_f32(2, dims))) goto done;
+    misc_task t = {.kind = K_CAT, .x = F(A), .x2 = F(Bv), .y = F(Y), .M = DIM(A, 0), .C = DIM(A, 1), .C2 = DIM(Bv, 1)};
+    ret = finish_misc(&t, Y, nth); Y = NULL;
+done:
+    Py_XDECREF(A); Py_XDECREF(Bv); Py_XDECREF(Y);
+    return ret;
+}
+
+/* unfold(x[B,H,W,C], ph, pw, nth) -> [B*ph*pw, N, C] */
+static PyObject *py_unfold(PyObject *self, PyObject *args) {
+    PyObject *xo;
+    int ph, pw, nth;
+    if (!PyArg_ParseTuple(args, "Oiii", &xo, &ph, &pw, &nth)) return NULL;
+    PyArrayObject *X = as_f32(xo, 4, "x"), *Y = NULL;
+    PyObject *ret = NULL;
+    if (!X) return NULL;
+    int B = DIM(X, 0), H = DIM(X, 1), W = DIM(X, 2), C = DIM(X, 3);
+    if (ph < 1 || pw < 1 || H % ph || W % pw) { PyErr_SetString(PyExc_ValueError, "unfold: H and W must be multiples of the patch size"); goto done; }
+    npy_intp dims[3] = {(npy_intp)B * ph * pw, (npy_intp)(H / ph) * (W / pw), C};
+    if (!(Y = new_f32(3, dims))) goto done;
+    misc_task t = {.kind = K_UNF, .x = F(X), .y = F(Y), .B = B, .H = H, .W = W, .C = C, .i0 = ph, .i1 = pw};
+    ret = finish_misc(&t, Y, nth); Y = NULL;
+done:
+    Py_XDECREF(X); Py_XDECREF(Y);
+    return ret;
+}
+
+/* fold(t[B*P,N,C], B, H, W, ph, pw, nth) -> [B,H,W,C] */
+static PyObject *py_fold(PyObject *self, PyObject *args) {
+    PyObject *xo;
+    int B, H, W, ph, pw, nth;
+    if (!PyArg_ParseTuple(args, "Oiiiiii", &xo, &B, &H, &W, &ph, &pw, &nth)) return NULL;
+    PyArrayObject *X = as_f32(xo, 3, "tokens"), *Y = NULL;
+    PyObject *ret = NULL;
+    if (!X) return NULL;
+    if (B < 0 || H < 1 || W < 1 || ph < 1 || pw < 1 || H % ph || W % pw ||
+        DIM(X, 0) != B * ph * pw || DIM(X, 1) != (H / ph) * (W / pw)) {
+        PyErr_SetString(PyExc_ValueError, "fold: tokens must be [B*ph*pw, (H/ph)*(W/pw), C]"); goto done;
+    }
+    npy_intp dims[4] = {B, H, W, DIM(X, 2)};
+    if (!(Y = new_f32(4, dims))) goto done;
+    misc_task t = {.kind = K_FOLD, .x = F(X), .y = F(Y), .B = B, .H = H, .W = W, .C = DIM(X, 2), .i0 = ph, .i1 = pw};
+    ret = finish_misc(&t, Y, nth); Y = NULL;
+done:
+    Py_XDECREF(X); Py_XDECREF(Y);
+    return ret;
+}
+
+/* resize_bilinear(x[B,H,W,C], OH, OW, align_corners, nth) */
+static PyObject *py_resize(PyObject *self, PyObject *args) {
+    PyObject *xo;
+    int OH, OW, ac, nth;
+    if (!PyArg_ParseTuple(args, "Oiipi", &xo, &OH, &OW, &ac, &nth)) return NULL;
+    PyArrayObject *X = as_f32(xo, 4, "x"), *Y = NULL;
+    PyObject *ret = NULL;
+    if (!X) return NULL;
+    if (OH < 1 || OW < 1 || DIM(X, 1) < 1 || DIM(X, 2) < 1) { PyErr_SetString(PyExc_ValueError, "resize: sizes must be >= 1"); goto done; }
+    npy_intp dims[4] = {DIM(X, 0), OH, OW, DIM(X, 3)};
+    if (!(Y = new_f32(4, dims))) goto done;
+    misc_task t = {.kind = K_RESIZE, .x = F(X), .y = F(Y), .B = DIM(X, 0), .H = DIM(X, 1), .W = DIM(X, 2), .C = DIM(X, 3), .OH = OH, .OW = OW, .i0 = ac};
+    ret = finish_misc(&t, Y, nth); Y = NULL;
+done:
+    Py_XDECREF(X); Py_XDECREF(Y);
+    return ret;
+}
+
+/* gap(x[B,H,W,C], nth) -> [B,C] */
+static PyObject *py_gap(PyObject *self, PyObject *args) {
+    PyObject *xo;
+    int nth;
+    if (!PyArg_ParseTuple(args, "Oi", &xo, &nth)) return NULL;
+    PyArrayObject *X = as_f32(xo, 4, "x"), *Y = NULL;
+    PyObject *ret = NULL;
+    if (!X) return NULL;
+    if (DIM(X, 1) < 1 || DIM(X, 2) < 1) { PyErr_SetString(PyExc_ValueError, "gap: empty feature map"); goto done; }
+    npy_intp dims[2] = {DIM(X, 0), DIM(X, 3)};
+    if (!(Y = new_f32(2, dims))) goto done;
+    misc_task t = {.kind = K_GAP, .x = F(X), .y = F(Y), .B = DIM(X, 0), .H = DIM(X, 1), .W = DIM(X, 2), .C = DIM(X, 3)};
+    ret = finish_misc(&t, Y, nth); Y = NULL;
+done:
+    Py_XDECREF(X); Py_XDECREF(Y);
+    return ret;
+}
+
+/* nchw_to_nhwc(x[B,C,H,W], nth) and nhwc_to_nchw(x[B,H,W,C], nth) */
+static PyObject *layout_common(PyObject *args, int to_nhwc) {
+    PyObject *xo;
+    int nth;
+    if (!PyArg_ParseTuple(args, "Oi", &xo, &nth)) return NULL;
+    PyArrayObject *X = as_f32(xo, 4, "x"), *Y = NULL;
+    if (!X) return NULL;
+    npy_intp d0 = DIM(X, 0), d1 = DIM(X, 1), d2 = DIM(X, 2), d3 = DIM(X, 3);
+    npy_intp dims[4] = {d0, to_nhwc ? d2 : d3, to_nhwc ? d3 : d1, to_nhwc ? d1 : d2};
+    if (!(Y = new_f32(4, dims))) { Py_DECREF(X); return NULL; }
+    misc_task t = {.kind = to_nhwc ? K_N2H : K_H2N, .x = F(X), .y = F(Y), .B = (int)d0,
+                   .C = (int)(to_nhwc ? d1 : d3), .H = (int)(to_nhwc ? d2 : d1), .W = (int)(to_nhwc ? d3 : d2)};
+    PyObject *ret = finish_misc(&t, Y, nth);
+    Py_DECREF(X);
+    return ret;
+}
+static PyObject *py_nchw_to_nhwc(PyObject *self, PyObject *args) { return layout_common(args, 1); }
+static PyObject *py_nhwc_to_nchw(PyObject *self, PyObject *args) { return layout_common(args, 0); }
+
+/* ---- Graph: a whole network ------------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    mv_graph *g;
+    pthread_mutex_t lock;      /* guards the cached plan */
+    mv_plan cache;             /* plan + arena reused by calls of the same shape */
+    int has_cache;
+    size_t max_bytes;          /* activation memory cap (0: none) */
+} GraphObject;
+
+static void Graph_dealloc(GraphObject *self) {
+    if (self->has_cache) mv_plan_release(&self->cache);
+    mv_graph_free(self->g);
+    pthread_mutex_destroy(&self->lock);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int int_tuple(PyObject *o, int *out, int n, const char *what) {
+    PyObject *seq = PySequence_Fast(o, what);
+    if (!seq) return -1;
+    Py_ssize_t len = PySequence_Fast_GET_SIZE(seq);
+    if (len > n) { PyErr_Format(PyExc_ValueError, "%s: at most %d values", what, n); Py_DECREF(seq); return -1; }
+    for (Py_ssize_t i = 0; i < len; i++) {
+        long v = PyLong_AsLong(PySequence_Fast_GET_ITEM(seq, i));
+        if (v == -1 && PyErr_Occurred()) { Py_DECREF(seq); return -1; }
+        if (v < -1000000000L || v > 1000000000L) { PyErr_Format(PyExc_ValueError, "%s: value out of range", what); Py_DECREF(seq); return -1; }
+        out[i] = (int)v;
+    }
+    Py_DECREF(seq);
+    return (int)len;
+}
+
+/* Graph(in_channels, nodes); node = (op, inputs, cout, iparams, fparams,
+ * weight|None, bias|None, gamma|None) */
+static int Graph_init(GraphObject *self, PyObject *args, PyObject *kw) {
+    int in_ch;
+    PyObject *nodes;
+    char err[256] = "";
+    if (!PyArg_ParseTuple(args, "iO!", &in_ch, &PyList_Type, &nodes)) return -1;
+    if (self->g) { PyErr_SetString(PyExc_RuntimeError, "Graph already initialised"); return -1; }
+    Py_ssize_t nn = PyList_GET_SIZE(nodes);
+    if (in_ch < 1 || nn < 1 || nn > 100000) { PyErr_SetString(PyExc_ValueError, "Graph: need in_channels >= 1 and 1..100000 nodes"); return -1; }
+    self->g = mv_graph_new((int)nn, in_ch);
+    if (!self->g) { PyErr_NoMemory(); return -1; }
+    for (Py_ssize_t i = 0; i < nn; i++) {
+        PyObject *t = PyList_GET_ITEM(nodes, i), *ins, *ips, *fps, *wo, *bo, *go;
+        mv_node spec;
+        memset(&spec, 0, sizeof(spec));
+        if (!PyTuple_Check(t) || !PyArg_ParseTuple(t, "iOiOOOOO", &spec.op, &ins, &spec.cout, &ips, &fps, &wo, &bo, &go)) {
+            if (!PyErr_Occurred()) PyErr_Format(PyExc_TypeError, "Graph: node %zd must be a tuple", i);
+            return -1;
+        }
+        int nin = int_tuple(ins, spec.in, MV_MAX_IN, "node inputs");
+        if (nin < 0 || int_tuple(ips, spec.ip, 8, "node int params") < 0) return -1;
+        spec.nin = nin;
+        PyObject *fseq = PySequence_Fast(fps, "node float params");
+        if (!fseq) return -1;
+        for (Py_ssize_t k = 0; k < PySequence_Fast_GET_SIZE(fseq) && k < 2; k++)
+            spec.fp[k] = (float)PyFloat_AsDouble(PySequence_Fast_GET_ITEM(fseq, k));
+        Py_DECREF(fseq);
+        if (PyErr_Occurred()) return -1;
+        for (int k = 0; k < nin; k++)
+            if (spec.in[k] < 0 || spec.in[k] > i) { PyErr_Format(PyExc_ValueError, "Graph: node %zd reads tensor %d, not yet computed", i, spec.in[k]); return -1; }
+        /* expected parameter sizes */
+        size_t wn = 0, cn = 0;
+        int c0 = nin > 0 ? mv_graph_tensor_channels(self->g, spec.in[0]) : 0;
+        if (spec.op == MV_OP_CONV) {
+            int cin = c0 + (spec.ip[6] && nin > 1 ? mv_graph_tensor_channels(self->g, spec.in[1]) : 0);
+            if (spec.cout < 1 || spec.ip[0] < 1 || spec.ip[1] < 1 || spec.ip[0] > 64 || spec.ip[1] > 64) {
+                PyErr_Format(PyExc_ValueError, "Graph: node %zd has a bad conv shape", i); return -1;
+            }
+            wn = (size_t)spec.cout * cin * spec.ip[0] * spec.ip[1];
+            cn = (size_t)spec.cout;
+        } else if (spec.op == MV_OP_DWCONV) {
+            wn = (size_t)9 * c0; cn = (size_t)c0;
+        } else if (spec.op == MV_OP_LAYERNORM || spec.op == MV_OP_GROUPNORM1) {
+            cn = (size_t)c0;
+        }
+        PyArrayObject *W = NULL, *Bi = NULL, *G = NULL;
+        int bad = 0;
+        if (wn) { W = as_f32(wo, -1, "weight"); bad = !W || (size_t)PyArray_SIZE(W) != wn; }
+        if (!bad && bo != Py_None) { Bi = as_f32(bo, 1, "bias"); bad = !Bi || (size_t)PyArray_SIZE(Bi) != cn; }
+        if (!bad && go != Py_None) { G = as_f32(go, 1, "gamma"); bad = !G || (size_t)PyArray_SIZE(G) != cn; }
+        if (!bad && (spec.op == MV_OP_LAYERNORM || spec.op == MV_OP_GROUPNORM1) && (!G || !Bi)) bad = 1;
+        mv_status st = MV_ERR_ARG;
+        if (!bad) {
+            Py_BEGIN_ALLOW_THREADS
+            st = mv_graph_set_node(self->g, (int)i, &spec, W ? F(W) : NULL, Bi ? F(Bi) : NULL, G ? F(G) : NULL, err, sizeof(err));
+            Py_END_ALLOW_THREADS
+        } else if (!PyErr_Occurred()) {
+            snprintf(err, sizeof(err), "Graph: node %zd (op %d) parameters have the wrong size (weight %zu, per-channel %zu expected)", i, spec.op, wn, cn);
+        }
+        Py_XDECREF(W); Py_XDECREF(Bi); Py_XDECREF(G);
+        if (PyErr_Occurred()) return -1;
+        if (st != MV_OK) { set_status_error(st, err); return -1; }
+    }
+    mv_status st = mv_graph_finalize(self->g, err, sizeof(err));
+    if (st != MV_OK) { set_status_error(st, err); return -1; }
+    return 0;
+}
+
+static PyObject *Graph_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    GraphObject *self = (GraphObject *)type->tp_alloc(type, 0);
+    if (!self) return NULL;
+    self->g = NULL;
+    self->has_cache = 0;
+    self->max_bytes = 0;
+    memset(&self->cache, 0, sizeof(self->cache));
+    pthread_mutex_init(&self->lock, NULL);
+    return (PyObject *)self;
+}
+
+/* run(x[B,C,H,W], output_ids, num_threads=0) -> list of NCHW arrays */
+static PyObject *Graph_run(GraphObject *self, PyObject *args) {
+    PyObject *xo, *ids_o;
+    int nth = 0;
+    char err[256] = "";
+    if (!PyArg_ParseTuple(args, "OO|i", &xo, &ids_o, &nth)) return NULL;
+    if (!self->g) { PyErr_SetString(PyExc_RuntimeError, "Graph not initialised"); return NULL; }
+    int ids[64];
+    int nout = int_tuple(ids_o, ids, 64, "output ids");
+    if (nout < 0) return NULL;
+    for (int k = 0; k < nout; k++)
+        if (ids[k] < 1 || ids[k] > self->g->nnodes) { PyErr_Format(PyExc_ValueError, "output id %d out of range", ids[k]); return NULL; }
+    PyArrayObject *X = as_f32(xo, 4, "x");
+    if (!X) return NULL;
+    int B = DIM(X, 0), C = DIM(X, 1), H = DIM(X, 2), W = DIM(X, 3);
+    if (C != self->g->in_channels) {
+        PyErr_Format(PyExc_ValueError, "expected %d input channels (NCHW), got %d", self->g->in_channels, C);
+        Py_DECREF(X); return NULL;
+    }
+    nth = nth > 0 ? nth : atomic_load(&g_threads);
+    mv_isa isa = (mv_isa)atomic_load(&g_isa);
+    mv_plan tmp, *plan = NULL;
+    int own_lock = 0;
+    mv_status st = MV_OK;
+    PyObject *outs = PyList_New(nout);
+    float *dst[64];
+    if (!outs) { Py_DECREF(X); return NULL; }
+    if (B > 0 && H > 0 && W > 0) {
+        /* shapes of the outputs, from a dry plan (cheap) */
+        st = mv_plan_init(&tmp, self->g, B, H, W, nth, 1, err, sizeof(err));
+        if (st != MV_OK) goto fail;
+        if (self->max_bytes && mv_plan_bytes(&tmp) > self->max_bytes) {
+            snprintf(err, sizeof(err), "input %dx%dx%dx%d needs %.1f MiB of activations, above the cap of %.1f MiB",
+                     B, C, H, W, mv_plan_bytes(&tmp) / 1048576.0, self->max_bytes / 1048576.0);
+            mv_plan_release(&tmp); st = MV_ERR_NOMEM; goto fail;
+        }
+        for (int k = 0; k < nout; k++) {
+            mv_tensor_info *t = &tmp.t[ids[k]];
+            npy_intp dims[4] = {t->B, t->C, t->H, t->W};
+            PyObject *a = PyArray_SimpleNew(4, dims, NPY_FLOAT32);
+            if (!a) { mv_plan_release(&tmp); goto fail_py; }
+            PyList_SET_ITEM(outs, k, a);
+            dst[k] = (float *)PyArray_DATA((PyArrayObject *)a);
+        }
+        mv_plan_release(&tmp);
+        mv_outputs out = {nout, ids, dst};
+        Py_BEGIN_ALLOW_THREADS
+        if (pthread_mutex_trylock(&self->lock) == 0) {
+            own_lock = 1;
+            if (!self->has_cache || self->cache.B != B || self->cache.H != H || self->cache.W != W || self->cache.nth < nth) {
+                if (self->has_cache) mv_plan_release(&self->cache);
+                self->has_cache = 0;
+                st = mv_plan_init(&self->cache, self->g, B, H, W, nth, 0, err, sizeof(err));
+                if (st == MV_OK) self->has_cache = 1;
+            }
+            plan = &self->cache;
+        } else {  /* another thread is using the cached plan: use a private one */
+            st = mv_plan_init(&tmp, self->g, B, H, W, nth, 0, err, sizeof(err));
+            plan = &tmp;
+        }
+        if (st == MV_OK) st = mv_plan_run(plan, self->g, F(X), &out, nth, isa);
+        if (own_lock) pthread_mutex_unlock(&self->lock);
+        else if (plan == &tmp) mv_plan_release(&tmp);
+        Py_END_ALLOW_THREADS
+        if (st != MV_OK) goto fail;
+    } else {
+        /* empty batch (or degenerate size): shapes from a 1-image dry plan */
+        if (H < 1 || W < 1) { PyErr_SetString(PyExc_ValueError, "input height and width must be >= 1"); goto fail_py; }
+        st = mv_plan_init(&tmp, self->g, 1, H, W, 1, 1, err, sizeof(err));
+        if (st != MV_OK) goto fail;
+        for (int k = 0; k < nout; k++) {
+            mv_tensor_info *t = &tmp.t[ids[k]];
+            npy_intp dims[4] = {0, t->C, t->H, t->W};
+            PyObject *a = PyArray_SimpleNew(4, dims, NPY_FLOAT32);
+            if (!a) { mv_plan_release(&tmp); goto fail_py; }
+            PyList_SET_ITEM(outs, k, a);
+        }
+        mv_plan_release(&tmp);
+    }
+    Py_DECREF(X);
+    return outs;
+fail:
+    set_status_error(st, err);
+fail_py:
+    Py_DECREF(X);
+    Py_DECREF(outs);
+    return NULL;
+}
+
+/* plan_bytes(B, H, W) -> activation arena bytes for that input */
+static PyObject *Graph_plan_bytes(GraphObject *self, PyObject *args) {
+    int B, H, W, nth = 0;
+    char err[256] = "";
+    if (!PyArg_ParseTuple(args, "iii|i", &B, &H, &W, &nth)) return NULL;
+    if (!self->g) { PyErr_SetString(PyExc_RuntimeError, "Graph not initialised"); return NULL; }
+    mv_plan p;
+    mv_status st = mv_plan_init(&p, self->g, B, H, W, nth > 0 ? nth : atomic_load(&g_threads), 1, err, sizeof(err));
+    if (st != MV_OK) { set_status_error(st, err); return NULL; }
+    size_t b = mv_plan_bytes(&p);
+    mv_plan_release(&p);
+    return PyLong_FromSize_t(b);
+}
+
+static PyObject *Graph_set_max_bytes(GraphObject *self, PyObject *args) {
+    unsigned long long b;
+    if (!PyArg_ParseTuple(args, "K", &b)) return NULL;
+    self->max_bytes = (size_t)b;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Graph_release(GraphObject *self, PyObject *noargs) {
+    int locked = 0;
+    Py_BEGIN_ALLOW_THREADS
+    locked = pthread_mutex_lock(&self->lock) == 0;
+    Py_END_ALLOW_THREADS
+    if (self->has_cache) mv_plan_release(&self->cache);
+    self->has_cache = 0;
+    if (locked) pthread_mutex_unlock(&self->lock);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef Graph_methods[] = {
+    {"run", (PyCFunction)Graph_run, METH_VARARGS, "run(x_nchw, output_ids, num_threads=0) -> list of NCHW arrays"},
+    {"plan_bytes", (PyCFunction)Graph_plan_bytes, METH_VARARGS, "plan_bytes(B, H, W, num_threads=0) -> activation bytes"},
+    {"set_max_bytes", (PyCFunction)Graph_set_max_bytes, METH_VARARGS, "cap on activation bytes (0 = none)"},
+    {"release", (PyCFunction)Graph_release, METH_NOARGS, "free the cached activation arena"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject GraphType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "mobilevit._C.Graph",
+    .tp_basicsize = sizeof(GraphObject),
+    .tp_dealloc = (destructor)Graph_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A compiled network: packed weights plus a per-shape plan.",
+    .tp_methods = Graph_methods,
+    .tp_init = (initproc)Graph_init,
+    .tp_new = Graph_new,
+};
+
+static PyMethodDef methods[] = {
+    {"set_isa", py_set_isa, METH_VARARGS, NULL},
+    {"get_isa", py_get_isa, METH_NOARGS, NULL},
+    {"best_isa", py_best_isa, METH_NOARGS, NULL},
+    {"available_isas", py_available_isas, METH_NOARGS, NULL},
+    {"set_num_threads", py_set_num_threads, METH_VARARGS, NULL},
+    {"get_num_threads", py_get_num_threads, METH_NOARGS, NULL},
+    {"has_openmp", py_has_openmp, METH_NOARGS, NULL},
+    {"gemm", py_gemm, METH_VARARGS, NULL},
+    {"conv2d", py_conv2d, METH_VARARGS, NULL},
+    {"dwconv2d", py_dwconv2d, METH_VARARGS, NULL},
+    {"attention", py_attention, METH_VARARGS, NULL},
+    {"layernorm", py_layernorm, METH_VARARGS, NULL},
+    {"groupnorm1", py_groupnorm1, METH_VARARGS, NULL},
+    {"batchnorm", py_batchnorm, METH_VARARGS, NULL},
+    {"act", py_act, METH_VARARGS, NULL},
+    {"add", py_add, METH_VARARGS, NULL},
+    {"concat", py_concat, METH_VARARGS, NULL},
+    {"unfold", py_unfold, METH_VARARGS, NULL},
+    {"fold", py_fold, METH_VARARGS, NULL},
+    {"resize_bilinear", py_resize, METH_VARARGS, NULL},
+    {"gap", py_gap, METH_VARARGS, NULL},
+    {"nchw_to_nhwc", py_nchw_to_nhwc, METH_VARARGS, NULL},
+    {"nhwc_to_nchw", py_nhwc_to_nchw, METH_VARARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT, "_C", "mobilevit C core", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__C(void) {
+    import_array();
+    if (PyType_Ready(&GraphType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&moduledef);
+    if (!m) return NULL;
+    Py_INCREF(&GraphType);
+    if (PyModule_AddObject(m, "Graph", (PyObject *)&GraphType) < 0) { Py_DECREF(&GraphType); Py_DECREF(m); return NULL; }
+    atomic_store(&g_isa, (int)mv_detect_isa());
+    atomic_store(&g_threads, max_threads_default());
+    PyModule_AddIntConstant(m, "ISA_REF", MV_ISA_REF);
+    PyModule_AddIntConstant(m, "ISA_AVX2", MV_ISA_AVX2);
+    PyModule_AddIntConstant(m, "ISA_AVX512", MV_ISA_AVX512);
+    PyModule_AddIntConstant(m, "ACT_NONE", MV_ACT_NONE);
+    PyModule_AddIntConstant(m, "ACT_SILU", MV_ACT_SILU);
+    PyModule_AddIntConstant(m, "ACT_RELU", MV_ACT_RELU);
+    return m;
+}

@@ -1,0 +1,55 @@
+/* attention.c - multi-head self-attention over patch-grouped pixels: the
+ * scalar reference.  See ops.h for the contract. */
+#include <math.h>
+#include "ops.h"
+
+size_t mv_attention_scratch_floats(int N, int hd) {
+    /* ref: one score row; SIMD kernels: K^T and V panels + a block of score
+     * rows (see attention_avx512.c); sized for the largest user. */
+    size_t kv = (size_t)2 * MV_ROUND_UP(N, 16) * MV_ROUND_UP(hd, 16);
+    return kv + (size_t)8 * MV_ROUND_UP(N, 16) + 64;
+}
+
+/* Row of token n of sequence (b, py, px) in the [B*H*W, ld] pixel matrix. */
+static inline ptrdiff_t token_row(const mv_attention_args *a, int b, int py,
+                                  int px, int n) {
+    int nW = a->W / a->pw;
+    int nh = n / nW, nw = n % nW;
+    return ((ptrdiff_t)b * a->H + nh * a->ph + py) * a->W + nw * a->pw + px;
+}
+
+/* Reference: per query row, scores q.k in j order, softmax with max
+ * subtraction, p_j = e_j / sum, out = sum_j p_j v_j in j order.  Split over
+ * (sequence, head, query). */
+void mv_attention_nhwc_f32__ref(const mv_attention_args *a, int tid, int nth) {
+    int P = a->ph * a->pw, N = (a->H / a->ph) * (a->W / a->pw);
+    int hd = a->D / a->heads;
+    float *s = a->scratch + (size_t)tid * mv_attention_scratch_floats(N, hd);
+    ptrdiff_t t0, t1;
+    mv_partition((ptrdiff_t)a->B * P * a->heads * N, tid, nth, &t0, &t1);
+    for (ptrdiff_t t = t0; t < t1; t++) {
+        int i = (int)(t % N);
+        int h = (int)((t / N) % a->heads);
+        int seq = (int)(t / ((ptrdiff_t)N * a->heads));
+        int b = seq / P, p = seq % P, py = p / a->pw, px = p % a->pw;
+        const float *q = a->QKV + token_row(a, b, py, px, i) * a->ldqkv + h * hd;
+        float mx = -INFINITY;
+        for (int j = 0; j < N; j++) {
+            const float *k = a->QKV + token_row(a, b, py, px, j) * a->ldqkv + a->D + h * hd;
+            float acc = 0.0f;
+            for (int c = 0; c < hd; c++) acc += (q[c] * a->scale) * k[c];
+            s[j] = acc;
+            if (acc > mx) mx = acc;
+        }
+        float sum = 0.0f;
+        for (int j = 0; j < N; j++) { s[j] = expf(s[j] - mx); sum += s[j]; }
+        for (int j = 0; j < N; j++) s[j] /= sum;
+        float *o = a->O + token_row(a, b, py, px, i) * a->ldo + h * hd;
+        for (int c = 0; c < hd; c++) {
+            float acc = 0.0f;
+            for (int j = 0; j < N; j++)
+                acc += s[j] * a->QKV[token_row(a, b, py, px, j) * a->ldqkv + 2 * a->D + h * hd + c];
+            o[c] = acc;
+        }
+    }
+}

@@ -1,0 +1,75 @@
+/* dispatch.c - CPU feature detection and the per-ISA kernel tables. */
+#include <stdlib.h>
+#include "ops.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <cpuid.h>
+static unsigned long long mv_xgetbv0(void) {
+    unsigned int lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((unsigned long long)hi << 32) | lo;
+}
+#define MV_HAVE_X86 1
+#endif
+
+static int mv_detect(mv_isa isa) {
+    if (isa == MV_ISA_REF) return 1;
+#ifdef MV_HAVE_X86
+    unsigned int a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    int osxsave = (c >> 27) & 1, fma = (c >> 12) & 1, avx = (c >> 28) & 1;
+    if (!osxsave || !avx) return 0;
+    unsigned long long xcr0 = mv_xgetbv0();
+    if ((xcr0 & 0x6) != 0x6) return 0;              /* XMM + YMM state */
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    int avx2 = (b >> 5) & 1;
+    if (isa == MV_ISA_AVX2) return avx2 && fma;
+    if (isa == MV_ISA_AVX512) {
+        int f = (b >> 16) & 1, dq = (b >> 17) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1;
+        return avx2 && fma && f && dq && bw && vl && (xcr0 & 0xE6) == 0xE6;
+    }
+#endif
+    return 0;
+}
+
+int mv_isa_supported(mv_isa isa) {
+    static int cache[MV_ISA_COUNT] = {-1, -1, -1};
+    if (isa < 0 || isa >= MV_ISA_COUNT) return 0;
+    if (cache[isa] < 0) cache[isa] = mv_detect(isa);
+    return cache[isa];
+}
+
+mv_isa mv_detect_isa(void) {
+    if (mv_isa_supported(MV_ISA_AVX512)) return MV_ISA_AVX512;
+    if (mv_isa_supported(MV_ISA_AVX2)) return MV_ISA_AVX2;
+    return MV_ISA_REF;
+}
+
+const char *mv_isa_name(mv_isa isa) {
+    static const char *names[MV_ISA_COUNT] = {"ref", "avx2", "avx512"};
+    return (isa >= 0 && isa < MV_ISA_COUNT) ? names[isa] : "?";
+}
+
+static const mv_kernel_table tables[MV_ISA_COUNT] = {
+    {"ref", mv_gemm_nhwc_f32__ref, mv_conv2d_nhwc_f32__ref,
+     mv_dwconv2d_nhwc_f32__ref, mv_attention_nhwc_f32__ref, mv_act_f32__ref},
+#ifdef MV_HAVE_X86
+    {"avx2", mv_gemm_nhwc_f32__avx2, mv_conv2d_nhwc_f32__avx2,
+     mv_dwconv2d_nhwc_f32__avx2, mv_attention_nhwc_f32__avx2, mv_act_f32__avx2},
+    {"avx512", mv_gemm_nhwc_f32__avx512, mv_conv2d_nhwc_f32__avx512,
+     mv_dwconv2d_nhwc_f32__avx512, mv_attention_nhwc_f32__avx512, mv_act_f32__avx512},
+#endif
+};
+
+const mv_kernel_table *mv_kernels(mv_isa isa) {
+    if (!mv_isa_supported(isa)) isa = MV_ISA_REF;
+    return &tables[isa];
+}
+
+void *mv_aligned_alloc(size_t bytes) {
+    void *p = NULL;
+    if (bytes == 0) bytes = MV_ALIGN;
+    if (posix_memalign(&p, MV_ALIGN, MV_ROUND_UP(bytes, MV_ALIGN)) != 0) return NULL;
+    return p;
+}
+void mv_aligned_free(void *p) { free(p); }

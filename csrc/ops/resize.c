@@ -1,0 +1,47 @@
+/* resize.c - bilinear resize with PyTorch's index rules (antialias off).
+ * See ops.h for the contract. */
+#include <math.h>
+#include "ops.h"
+
+/* Source coordinate as aten's area_pixel_compute_source_index, in float. */
+static void src_index(int o, int in, int out, int align_corners, int *i0,
+                      int *i1, float *lam) {
+    float src;
+    if (align_corners) {
+        float scale = out > 1 ? (float)(in - 1) / (float)(out - 1) : 0.0f;
+        src = scale * (float)o;
+    } else {
+        float scale = (float)in / (float)out;
+        src = scale * ((float)o + 0.5f) - 0.5f;
+        if (src < 0.0f) src = 0.0f;
+    }
+    int lo = (int)src;
+    if (lo > in - 1) lo = in - 1;
+    *i0 = lo;
+    *i1 = lo + (lo < in - 1 ? 1 : 0);
+    *lam = src - (float)lo;
+}
+
+void mv_resize_bilinear_nhwc_f32__ref(const float *X, int B, int H, int W,
+                                      int C, float *Y, int OH, int OW,
+                                      int align_corners, int tid, int nth) {
+    ptrdiff_t r0, r1;
+    mv_partition((ptrdiff_t)B * OH, tid, nth, &r0, &r1);
+    for (ptrdiff_t r = r0; r < r1; r++) {
+        int b = (int)(r / OH), oy = (int)(r % OH);
+        int y0, y1, x0, x1;
+        float ly, lx;
+        src_index(oy, H, OH, align_corners, &y0, &y1, &ly);
+        const float *row0 = X + ((ptrdiff_t)b * H + y0) * W * C;
+        const float *row1 = X + ((ptrdiff_t)b * H + y1) * W * C;
+        for (int ox = 0; ox < OW; ox++) {
+            src_index(ox, W, OW, align_corners, &x0, &x1, &lx);
+            float *y = Y + (r * OW + ox) * C;
+            for (int c = 0; c < C; c++) {
+                float top = (1.0f - lx) * row0[(ptrdiff_t)x0 * C + c] + lx * row0[(ptrdiff_t)x1 * C + c];
+                float bot = (1.0f - lx) * row1[(ptrdiff_t)x0 * C + c] + lx * row1[(ptrdiff_t)x1 * C + c];
+                y[c] = (1.0f - ly) * top + ly * bot;
+            }
+        }
+    }
+}

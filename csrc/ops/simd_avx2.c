@@ -1,0 +1,71 @@
+/* simd_avx2.c - AVX2 + FMA3 instantiation of simd_kernels.inc (see
+ * simd_avx512.c for how ISA code is isolated). */
+#if defined(__x86_64__) || defined(_M_X64)
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#elif defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#endif
+#include <immintrin.h>
+#include <math.h>
+#include "ops.h"
+
+#define MV_ISA_SUFFIX avx2
+#define V 8
+#define NV 2
+#define MR 6
+#define GEMM_CASES GEMM_CASE(1) GEMM_CASE(2) GEMM_CASE(3) GEMM_CASE(4) GEMM_CASE(5) GEMM_CASE(6)
+
+static inline __m256i mv_avx2_mask(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+static inline float mv_avx2_hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+static inline float mv_avx2_hmax(__m256 v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+/* y * 2^n for integral n in [-127, 127]: build 2^n from its exponent bits.
+ * Split in two factors so n = -127 (exp(-88.37)) stays representable. */
+static inline __m256 mv_avx2_exp2i(__m256 y, __m256 n) {
+    __m256i ni = _mm256_cvtps_epi32(n);
+    __m256i h = _mm256_srai_epi32(ni, 1);
+    __m256 f1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h, _mm256_set1_epi32(127)), 23));
+    __m256 f2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(ni, h), _mm256_set1_epi32(127)), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(y, f1), f2);
+}
+
+#define VF __m256
+#define VZERO() _mm256_setzero_ps()
+#define VLOAD(p) _mm256_loadu_ps(p)
+#define VLOADN(p, n) _mm256_maskload_ps((p), mv_avx2_mask(n))
+#define VSTORE(p, v) _mm256_storeu_ps((p), (v))
+#define VSTOREN(p, v, n) _mm256_maskstore_ps((p), mv_avx2_mask(n), (v))
+#define VBCAST(x) _mm256_set1_ps(x)
+#define VFMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
+#define VADD _mm256_add_ps
+#define VSUB _mm256_sub_ps
+#define VMUL _mm256_mul_ps
+#define VDIV _mm256_div_ps
+#define VMAX _mm256_max_ps
+#define VMIN _mm256_min_ps
+#define VHMAX(v) mv_avx2_hmax(v)
+#define VHSUM(v) mv_avx2_hsum(v)
+#define VROUND(x) _mm256_round_ps((x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define VEXP2I(y, n) mv_avx2_exp2i((y), (n))
+
+#include "simd_kernels.inc"
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#elif defined(__GNUC__)
+#pragma GCC pop_options
+#endif
+#endif

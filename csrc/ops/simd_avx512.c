@@ -1,0 +1,49 @@
+/* simd_avx512.c - AVX-512 (F/BW/DQ/VL) instantiation of simd_kernels.inc.
+ * Compiled with a target pragma, never with -march: the module runs on any
+ * x86-64 and only calls these after CPUID + XGETBV say the ISA is usable. */
+#if defined(__x86_64__) || defined(_M_X64)
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma,avx2"))), apply_to = function)
+#elif defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,fma,avx2")
+#endif
+#include <immintrin.h>
+#include <math.h>
+#include "ops.h"
+
+#define MV_ISA_SUFFIX avx512
+#define V 16
+#define NV 2
+#define MR 12
+#define GEMM_CASES GEMM_CASE(1) GEMM_CASE(2) GEMM_CASE(3) GEMM_CASE(4) GEMM_CASE(5) GEMM_CASE(6) \
+    GEMM_CASE(7) GEMM_CASE(8) GEMM_CASE(9) GEMM_CASE(10) GEMM_CASE(11) GEMM_CASE(12)
+
+#define VF __m512
+#define VZERO() _mm512_setzero_ps()
+#define VLOAD(p) _mm512_loadu_ps(p)
+#define VMASK(n) ((__mmask16)((1u << (n)) - 1u))
+#define VLOADN(p, n) _mm512_maskz_loadu_ps(VMASK(n), (p))
+#define VSTORE(p, v) _mm512_storeu_ps((p), (v))
+#define VSTOREN(p, v, n) _mm512_mask_storeu_ps((p), VMASK(n), (v))
+#define VBCAST(x) _mm512_set1_ps(x)
+#define VFMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
+#define VADD _mm512_add_ps
+#define VSUB _mm512_sub_ps
+#define VMUL _mm512_mul_ps
+#define VDIV _mm512_div_ps
+#define VMAX _mm512_max_ps
+#define VMIN _mm512_min_ps
+#define VHMAX(v) _mm512_reduce_max_ps(v)
+#define VHSUM(v) _mm512_reduce_add_ps(v)
+#define VROUND(x) _mm512_roundscale_ps((x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define VEXP2I(y, n) _mm512_scalef_ps((y), (n))
+
+#include "simd_kernels.inc"
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#elif defined(__GNUC__)
+#pragma GCC pop_options
+#endif
+#endif

@@ -1,0 +1,51 @@
+"""mobilevit: Apple's MobileViT networks on the CPU, C kernels + OpenMP.
+
+    >>> import mobilevit
+    >>> model = mobilevit.create_model("mobilevit_s")
+    >>> logits = model(x)                 # x: float32 NCHW, any H, W >= 32
+
+Weights load from timm, HF transformers or ml-cvnets state dicts with
+``model.load_state_dict``.  torch is never needed at run time.
+"""
+from . import _C
+from . import ops
+from .config import MODEL_CONFIGS, MobileViTConfig, get_config, list_models
+from .model import LoadResult, MobileViT, StateDictError, create_model
+
+__version__ = "0.1.0"
+
+_ISA_NAMES = ("ref", "avx2", "avx512")
+
+
+def set_num_threads(n: int) -> None:
+    """Threads used by every kernel (default: OMP_NUM_THREADS, else all cores)."""
+    _C.set_num_threads(int(n))
+
+
+def get_num_threads() -> int:
+    return _C.get_num_threads()
+
+
+def set_isa(isa: str = "auto") -> None:
+    """Force a kernel path: "ref" (scalar reference), "avx2", "avx512", or
+    "auto" (the best this CPU supports, the default)."""
+    if isa == "auto":
+        isa = _C.best_isa()
+    if isa not in _ISA_NAMES:
+        raise ValueError(f"unknown ISA {isa!r}; choose one of auto, {', '.join(_ISA_NAMES)}")
+    if isa not in _C.available_isas():
+        raise ValueError(f"ISA {isa!r} is not supported by this CPU (available: {', '.join(_C.available_isas())})")
+    _C.set_isa(_ISA_NAMES.index(isa))
+
+
+def get_isa() -> str:
+    return _C.get_isa()
+
+
+def available_isas() -> list:
+    return _C.available_isas()
+
+
+__all__ = ["create_model", "list_models", "get_config", "MobileViT", "MobileViTConfig", "MODEL_CONFIGS",
+           "LoadResult", "StateDictError", "ops", "set_num_threads", "get_num_threads", "set_isa", "get_isa",
+           "available_isas"]

@@ -1,0 +1,410 @@
+"""MobileViT v1 models: parameters under timm's names, a graph of fused C
+nodes built from them, and the user-facing model object.
+
+The network is described once, in :meth:`MobileViT._build_graph`, as a list
+of coarse nodes (conv with folded BatchNorm + activation + residual,
+depthwise conv, LayerNorm, attention on patch-grouped pixels, resize, pool).
+The C core packs the weights once and plans activations per input shape.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import _C
+from .config import MobileViTConfig, get_config, make_divisible
+from .keymap import to_numpy, to_timm
+from .ops import fold_batchnorm
+
+OP_CONV, OP_DWCONV, OP_LAYERNORM, OP_ATTENTION, OP_RESIZE, OP_GAP = 1, 2, 3, 4, 5, 6
+ACT_NONE, ACT_SILU = _C.ACT_NONE, _C.ACT_SILU
+
+MIN_SIDE = 32
+
+
+class StateDictError(ValueError):
+    """Missing, unexpected or mis-shaped parameters; ``.missing``,
+    ``.unexpected`` and ``.mismatched`` hold the details."""
+
+    def __init__(self, message, missing=(), unexpected=(), mismatched=()):
+        super().__init__(message)
+        self.missing = list(missing)
+        self.unexpected = list(unexpected)
+        self.mismatched = list(mismatched)
+
+
+class LoadResult:
+    """What :meth:`MobileViT.load_state_dict` did (like torch's
+    ``_IncompatibleKeys``)."""
+
+    def __init__(self, missing, unexpected, mismatched, scheme):
+        self.missing_keys = list(missing)
+        self.unexpected_keys = list(unexpected)
+        self.mismatched_keys = list(mismatched)
+        self.scheme = scheme
+
+    def __repr__(self):
+        return (f"LoadResult(scheme={self.scheme!r}, missing_keys={self.missing_keys}, "
+                f"unexpected_keys={self.unexpected_keys}, mismatched_keys={self.mismatched_keys})")
+
+
+def _bn_names(prefix: str, c: int):
+    return {f"{prefix}.weight": (c,), f"{prefix}.bias": (c,), f"{prefix}.running_mean": (c,),
+            f"{prefix}.running_var": (c,)}
+
+
+def parameter_shapes(cfg: MobileViTConfig) -> Dict[str, Tuple[int, ...]]:
+    """Every tensor the model needs (timm names, BN buffers included, no
+    ``num_batches_tracked``) with its shape, in network order."""
+    s: Dict[str, Tuple[int, ...]] = {}
+    s["stem.conv.weight"] = (cfg.stem_channels, cfg.in_channels, 3, 3)
+    s.update(_bn_names("stem.bn", cfg.stem_channels))
+    cin = cfg.stem_channels
+
+    def mv2(prefix, cin, cout):
+        hid = make_divisible(cin * cfg.expansion, 8)
+        s[f"{prefix}.conv1_1x1.conv.weight"] = (hid, cin, 1, 1)
+        s.update(_bn_names(f"{prefix}.conv1_1x1.bn", hid))
+        s[f"{prefix}.conv2_kxk.conv.weight"] = (hid, 1, 3, 3)
+        s.update(_bn_names(f"{prefix}.conv2_kxk.bn", hid))
+        s[f"{prefix}.conv3_1x1.conv.weight"] = (cout, hid, 1, 1)
+        s.update(_bn_names(f"{prefix}.conv3_1x1.bn", cout))
+
+    for si, outs in enumerate((cfg.layer1, cfg.layer2)):
+        for j, c in enumerate(outs):
+            mv2(f"stages.{si}.{j}", cin, c)
+            cin = c
+    for bi, b in enumerate(cfg.blocks):
+        si = bi + 2
+        mv2(f"stages.{si}.0", cin, b.channels)
+        p = f"stages.{si}.1"
+        C, d, f = b.channels, b.dim, int(b.dim * b.mlp_ratio)
+        s[f"{p}.conv_kxk.conv.weight"] = (C, C, 3, 3)
+        s.update(_bn_names(f"{p}.conv_kxk.bn", C))
+        s[f"{p}.conv_1x1.weight"] = (d, C, 1, 1)
+        for l in range(b.depth):
+            t = f"{p}.transformer.{l}"
+            s[f"{t}.norm1.weight"] = (d,)
+            s[f"{t}.norm1.bias"] = (d,)
+            s[f"{t}.attn.qkv.weight"] = (3 * d, d)
+            s[f"{t}.attn.qkv.bias"] = (3 * d,)
+            s[f"{t}.attn.proj.weight"] = (d, d)
+            s[f"{t}.attn.proj.bias"] = (d,)
+            s[f"{t}.norm2.weight"] = (d,)
+            s[f"{t}.norm2.bias"] = (d,)
+            s[f"{t}.mlp.fc1.weight"] = (f, d)
+            s[f"{t}.mlp.fc1.bias"] = (f,)
+            s[f"{t}.mlp.fc2.weight"] = (d, f)
+            s[f"{t}.mlp.fc2.bias"] = (d,)
+        s[f"{p}.norm.weight"] = (d,)
+        s[f"{p}.norm.bias"] = (d,)
+        s[f"{p}.conv_proj.conv.weight"] = (C, d, 1, 1)
+        s.update(_bn_names(f"{p}.conv_proj.bn", C))
+        s[f"{p}.conv_fusion.conv.weight"] = (C, 2 * C, 3, 3)
+        s.update(_bn_names(f"{p}.conv_fusion.bn", C))
+        cin = C
+    s["final_conv.conv.weight"] = (cfg.final_channels, cin, 1, 1)
+    s.update(_bn_names("final_conv.bn", cfg.final_channels))
+    if cfg.num_classes > 0:
+        s["head.fc.weight"] = (cfg.num_classes, cfg.final_channels)
+        s["head.fc.bias"] = (cfg.num_classes,)
+    return s
+
+
+def _is_buffer(name: str) -> bool:
+    return name.endswith("running_mean") or name.endswith("running_var")
+
+
+class _GraphBuilder:
+    """Collects graph nodes; tensor 0 is the input, node i makes tensor i+1."""
+
+    def __init__(self):
+        self.nodes: list = []
+
+    def _add(self, op, inputs, cout, ip=(), fp=(), w=None, b=None, g=None) -> int:
+        ip = tuple(ip) + (0,) * (8 - len(ip))
+        self.nodes.append((op, tuple(inputs), int(cout), ip, tuple(fp), w, b, g))
+        return len(self.nodes)
+
+    def conv(self, x, w, b, k, stride=1, act=ACT_NONE, x2=None, residual=None, dil=1):
+        pad = (k - 1) // 2 * dil
+        ins = [x] + ([x2] if x2 is not None else []) + ([residual] if residual is not None else [])
+        return self._add(OP_CONV, ins, w.shape[0], (k, k, stride, pad, dil, act, int(x2 is not None),
+                                                     int(residual is not None)), (), w, b)
+
+    def dwconv(self, x, w, b, stride=1, act=ACT_NONE, dil=1):
+        return self._add(OP_DWCONV, [x], w.shape[0], (stride, dil, dil, act), (), w, b)
+
+    def layernorm(self, x, g, b, eps):
+        return self._add(OP_LAYERNORM, [x], g.shape[0], (), (eps,), None, b, g)
+
+    def attention(self, qkv, d, heads, patch):
+        return self._add(OP_ATTENTION, [qkv], d, (heads, patch, patch), ((d // heads) ** -0.5,))
+
+    def resize_to_multiple(self, x, c, multiple, align_corners=False):
+        return self._add(OP_RESIZE, [x], c, (0, multiple, multiple, int(align_corners)))
+
+    def resize_like(self, x, like, c, align_corners=False):
+        return self._add(OP_RESIZE, [x, like], c, (1, 1, 1, int(align_corners)))
+
+    def gap(self, x, c):
+        return self._add(OP_GAP, [x], c)
+
+
+class MobileViT:
+    """MobileViT v1 classifier (XXS / XS / S) running on the C core.
+
+    Parameters live in ``self.params`` under timm's names (float32 numpy
+    arrays, BatchNorm unfolded); the C graph is rebuilt from them whenever
+    they change.  Inputs are float32 NCHW arrays of any H, W >= 32.
+    """
+
+    def __init__(self, cfg: MobileViTConfig, params: Optional[Mapping[str, np.ndarray]] = None,
+                 seed: Optional[int] = 0):
+        self.cfg = cfg
+        self.shapes = parameter_shapes(cfg)
+        self.class_names: Optional[List[str]] = None
+        self.pretrained_cfg: dict = {}
+        self._graph = None
+        if params is None:
+            params = self._init_params(seed)
+        self.params: Dict[str, np.ndarray] = {}
+        self._set_params(params)
+
+    # ---- parameters ---------------------------------------------------------
+    def _init_params(self, seed) -> Dict[str, np.ndarray]:
+        """Random weights (He-like scale), BN at identity: a usable untrained
+        network, not a pretrained one."""
+        rng = np.random.default_rng(seed)
+        p = {}
+        for k, shp in self.shapes.items():
+            if k.endswith("running_var") or (k.endswith(".weight") and len(shp) == 1):
+                p[k] = np.ones(shp, np.float32)
+            elif k.endswith("running_mean") or k.endswith(".bias"):
+                p[k] = np.zeros(shp, np.float32)
+            else:
+                fan_in = int(np.prod(shp[1:]))
+                p[k] = (rng.standard_normal(shp) * math.sqrt(1.0 / fan_in)).astype(np.float32)
+        return p
+
+    def _set_params(self, params: Mapping[str, np.ndarray]):
+        self.params = {k: np.ascontiguousarray(params[k], dtype=np.float32) for k in self.shapes}
+        self._graph = None
+        self._build_graph()
+
+    def load_state_dict(self, state_dict: Mapping[str, object], strict: bool = True,
+                        scheme: Optional[str] = None) -> LoadResult:
+        """Load weights named by timm, HF transformers or ml-cvnets (detected
+        from the keys, or forced with ``scheme``).  Values may be numpy arrays
+        or torch tensors.  Strict by default: any missing, unexpected or
+        mis-shaped tensor raises :class:`StateDictError` and nothing changes.
+        With ``strict=False`` the matching tensors are loaded and the rest is
+        reported in the returned :class:`LoadResult`."""
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"state_dict must be a mapping of name -> array, got {type(state_dict).__name__}")
+        renamed, scheme = to_timm(state_dict, scheme)
+        missing, mismatched, new = [], [], {}
+        for k, shp in self.shapes.items():
+            if k not in renamed:
+                missing.append(k)
+                continue
+            v = to_numpy(renamed[k])
+            if v.dtype.kind not in "fiu":
+                mismatched.append((k, shp, f"dtype {v.dtype}"))
+                continue
+            if tuple(v.shape) != shp:
+                # 1x1 convs stored as linear weights or vice versa are the same numbers
+                if int(np.prod(v.shape)) == int(np.prod(shp)) and len(shp) >= 2 and v.shape[0] == shp[0] and \
+                        all(s == 1 for s in (tuple(v.shape[2:]) + tuple(shp[2:]))):
+                    v = v.reshape(shp)
+                else:
+                    mismatched.append((k, shp, tuple(v.shape)))
+                    continue
+            new[k] = v
+        unexpected = [k for k in renamed if k not in self.shapes and not k.endswith("num_batches_tracked")]
+        if strict and (missing or mismatched or unexpected):
+            lines = [f"state dict ({scheme} names) does not fit {self.cfg.name} "
+                     f"(num_classes={self.cfg.num_classes}):"]
+            for k, e, f in mismatched[:20]:
+                lines.append(f"  shape mismatch {k}: expected {e}, found {f}")
+            if missing:
+                lines.append(f"  missing ({len(missing)}): {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")
+            if unexpected:
+                lines.append(f"  unexpected ({len(unexpected)}): {', '.join(unexpected[:10])}"
+                             f"{' ...' if len(unexpected) > 10 else ''}")
+            raise StateDictError("\n".join(lines), missing, unexpected, mismatched)
+        merged = dict(self.params)
+        merged.update(new)
+        self._set_params(merged)
+        return LoadResult(missing, unexpected, mismatched, scheme)
+
+    def state_dict(self) -> Dict[str, np.ndarray]:
+        """Copies of all parameters and BN buffers, under timm's names."""
+        return {k: v.copy() for k, v in self.params.items()}
+
+    def num_parameters(self) -> int:
+        """Learnable parameters (BatchNorm running statistics excluded)."""
+        return int(sum(v.size for k, v in self.params.items() if not _is_buffer(k)))
+
+    # ---- graph ----------------------------------------------------------------
+    def _folded(self, prefix: str, bias_prefix: Optional[str] = None):
+        p = self.params
+        return fold_batchnorm(p[f"{prefix}.conv.weight"], p[f"{prefix}.bn.running_mean"],
+                              p[f"{prefix}.bn.running_var"], p[f"{prefix}.bn.weight"], p[f"{prefix}.bn.bias"],
+                              self.cfg.bn_eps)
+
+    def _build_graph(self):
+        cfg, p, g = self.cfg, self.params, _GraphBuilder()
+        w, b = self._folded("stem")
+        x = g.conv(0, w, b, 3, stride=2, act=ACT_SILU)
+        self._stage_ids = []
+        cin = cfg.stem_channels
+
+        def mv2(prefix, x, cin, cout, stride):
+            w1, b1 = self._folded(f"{prefix}.conv1_1x1")
+            w2, b2 = self._folded(f"{prefix}.conv2_kxk")
+            w3, b3 = self._folded(f"{prefix}.conv3_1x1")
+            h = g.conv(x, w1, b1, 1, act=ACT_SILU)
+            h = g.dwconv(h, w2, b2, stride=stride, act=ACT_SILU)
+            return g.conv(h, w3, b3, 1, residual=x if (stride == 1 and cin == cout) else None)
+
+        for si, outs in enumerate((cfg.layer1, cfg.layer2)):
+            for j, c in enumerate(outs):
+                x = mv2(f"stages.{si}.{j}", x, cin, c, 2 if (si == 1 and j == 0) else 1)
+                cin = c
+            self._stage_ids.append(x)
+        for bi, blk in enumerate(cfg.blocks):
+            si = bi + 2
+            x = mv2(f"stages.{si}.0", x, cin, blk.channels, 2)
+            pre = f"stages.{si}.1"
+            d, eps = blk.dim, cfg.ln_eps
+            wk, bk = self._folded(f"{pre}.conv_kxk")
+            loc = g.conv(x, wk, bk, 3, act=ACT_SILU)
+            t0 = g.conv(loc, p[f"{pre}.conv_1x1.weight"], None, 1)
+            # odd maps: bilinear to an even size and back (all references do this)
+            t = g.resize_to_multiple(t0, d, blk.patch_size)
+            for l in range(blk.depth):
+                q = f"{pre}.transformer.{l}"
+                a = g.layernorm(t, p[f"{q}.norm1.weight"], p[f"{q}.norm1.bias"], eps)
+                qkv = g.conv(a, p[f"{q}.attn.qkv.weight"], p[f"{q}.attn.qkv.bias"], 1)
+                o = g.attention(qkv, d, blk.heads, blk.patch_size)
+                t = g.conv(o, p[f"{q}.attn.proj.weight"], p[f"{q}.attn.proj.bias"], 1, residual=t)
+                a = g.layernorm(t, p[f"{q}.norm2.weight"], p[f"{q}.norm2.bias"], eps)
+                h = g.conv(a, p[f"{q}.mlp.fc1.weight"], p[f"{q}.mlp.fc1.bias"], 1, act=ACT_SILU)
+                t = g.conv(h, p[f"{q}.mlp.fc2.weight"], p[f"{q}.mlp.fc2.bias"], 1, residual=t)
+            t = g.layernorm(t, p[f"{pre}.norm.weight"], p[f"{pre}.norm.bias"], eps)
+            t = g.resize_like(t, t0, d)
+            wp, bp = self._folded(f"{pre}.conv_proj")
+            proj = g.conv(t, wp, bp, 1, act=ACT_SILU)
+            wf, bf = self._folded(f"{pre}.conv_fusion")
+            x = g.conv(x, wf, bf, 3, act=ACT_SILU, x2=proj)   # cat([x, proj]) then 3x3
+            cin = blk.channels
+            self._stage_ids.append(x)
+        wfc, bfc = self._folded("final_conv")
+        x = g.conv(x, wfc, bfc, 1, act=ACT_SILU)
+        self._final_id = x
+        x = g.gap(x, cfg.final_channels)
+        self._pool_id = x
+        self._logits_id = None
+        if cfg.num_classes > 0:
+            self._logits_id = g.conv(x, p["head.fc.weight"], p["head.fc.bias"], 1)
+        self._graph = _C.Graph(cfg.in_channels, g.nodes)
+        self._num_nodes = len(g.nodes)
+        if getattr(self, "_max_bytes", 0):
+            self._graph.set_max_bytes(self._max_bytes)
+
+    # ---- running ----------------------------------------------------------------
+    def _check_input(self, x, check_finite: bool = True) -> np.ndarray:
+        if hasattr(x, "detach") and hasattr(x, "cpu"):
+            x = to_numpy(x)
+        a = np.asarray(x)
+        if a.dtype.kind != "f":
+            raise TypeError(f"expected a floating-point NCHW array (float32, or float16/float64 to be converted), "
+                            f"got dtype {a.dtype}; convert images with mobilevit.preprocess first")
+        if a.ndim != 4:
+            hint = " (add a batch axis: x[None])" if a.ndim == 3 else ""
+            raise ValueError(f"expected a 4-D NCHW batch, got shape {a.shape}{hint}")
+        if a.shape[1] != self.cfg.in_channels:
+            raise ValueError(f"expected {self.cfg.in_channels} channels on axis 1 (NCHW), got shape {a.shape}")
+        if a.shape[2] < MIN_SIDE or a.shape[3] < MIN_SIDE:
+            raise ValueError(f"height and width must be at least {MIN_SIDE} (the network downsamples by 32), "
+                             f"got {a.shape[2]}x{a.shape[3]}")
+        a = np.ascontiguousarray(a, dtype=np.float32)
+        if check_finite and a.size and not np.isfinite(a).all():
+            raise ValueError("input contains NaN or Inf (pass check_finite=False to propagate them)")
+        return a
+
+    def _run(self, x, ids, num_threads=None, check_finite=True):
+        a = self._check_input(x, check_finite)
+        return self._graph.run(a, tuple(ids), 0 if num_threads is None else int(num_threads))
+
+    def forward(self, x, num_threads: Optional[int] = None, check_finite: bool = True) -> np.ndarray:
+        """Logits [B, num_classes] for a float32 NCHW batch (pooled features
+        [B, C] when the model has no classifier)."""
+        out_id = self._logits_id if self._logits_id is not None else self._pool_id
+        (y,) = self._run(x, [out_id], num_threads, check_finite)
+        return y.reshape(y.shape[0], -1)
+
+    __call__ = forward
+
+    def forward_features(self, x, num_threads: Optional[int] = None, check_finite: bool = True
+                         ) -> List[np.ndarray]:
+        """Every stage's NCHW feature map: [layer1 .. layer5] (reductions 2,
+        4, 8, 16, 32), the same tensors as HF's ``hidden_states`` and timm's
+        ``features_only`` outputs."""
+        return self._run(x, self._stage_ids, num_threads, check_finite)
+
+    def forward_head_features(self, x, num_threads: Optional[int] = None) -> np.ndarray:
+        """Output of the final 1x1 expansion conv (timm's ``forward_features``)."""
+        (y,) = self._run(x, [self._final_id], num_threads)
+        return y
+
+    @property
+    def feature_info(self) -> List[dict]:
+        chans = [self.cfg.layer1[-1], self.cfg.layer2[-1]] + [b.channels for b in self.cfg.blocks]
+        return [{"num_chs": c, "reduction": 2 ** (i + 1), "module": f"stages.{i}"} for i, c in enumerate(chans)]
+
+    @property
+    def num_classes(self) -> int:
+        return self.cfg.num_classes
+
+    def activation_bytes(self, batch: int, height: int, width: int) -> int:
+        """Bytes of the activation arena a forward pass of this shape needs."""
+        return int(self._graph.plan_bytes(int(batch), int(height), int(width)))
+
+    def set_memory_limit(self, max_bytes: Optional[int]):
+        """Refuse (MemoryError, before allocating) inputs whose activations
+        would exceed ``max_bytes``; None removes the cap."""
+        self._max_bytes = int(max_bytes or 0)
+        self._graph.set_max_bytes(self._max_bytes)
+
+    def __repr__(self):
+        c = self.cfg
+        blocks = ", ".join(f"C{b.channels}/d{b.dim}/L{b.depth}" for b in c.blocks)
+        return (f"MobileViT(name={c.name!r}, params={self.num_parameters() / 1e6:.2f}M, "
+                f"num_classes={c.num_classes}, blocks=[{blocks}], final={c.final_channels}, "
+                f"isa={_C.get_isa()!r}, threads={_C.get_num_threads()}, nodes={self._num_nodes})")
+
+
+def create_model(name: str, num_classes: int = 1000, pretrained: bool = False, weights=None,
+                 seed: Optional[int] = 0, **kwargs) -> MobileViT:
+    """Build ``mobilevit_xxs`` / ``mobilevit_xs`` / ``mobilevit_s``.
+
+    Weights start random (no hub access); load real ones with
+    ``model.load_state_dict(mapping)`` (timm, HF or ml-cvnets names) or pass
+    ``weights=mapping``.  ``num_classes=0`` drops the classifier.
+    """
+    if pretrained:
+        raise ValueError("pretrained weights cannot be downloaded; pass weights=<state dict> instead")
+    if kwargs:
+        raise TypeError(f"unexpected arguments: {', '.join(sorted(kwargs))}")
+    if not isinstance(num_classes, int) or num_classes < 0:
+        raise ValueError(f"num_classes must be a non-negative int, got {num_classes!r}")
+    from dataclasses import replace
+    cfg = replace(get_config(name), num_classes=num_classes)
+    model = MobileViT(cfg, seed=seed)
+    if weights is not None:
+        model.load_state_dict(weights)
+    return model

@@ -345,7 +345,7 @@ class MobileViT:
         [B, C] when the model has no classifier)."""
         out_id = self._logits_id if self._logits_id is not None else self._pool_id
         (y,) = self._run(x, [out_id], num_threads, check_finite)
-        return y.reshape(y.shape[0], -1)
+        return y.reshape(y.shape[0], y.shape[1])
 
     __call__ = forward
 

@@ -690,8 +690,10 @@ static PyObject *Graph_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
 static PyObject *Graph_run(GraphObject *self, PyObject *args) {
     PyObject *xo, *ids_o;
     int nth = 0;
+    PyObject *prof = NULL;
+    double *times = NULL;
     char err[256] = "";
-    if (!PyArg_ParseTuple(args, "OO|i", &xo, &ids_o, &nth)) return NULL;
+    if (!PyArg_ParseTuple(args, "OO|iO", &xo, &ids_o, &nth, &prof)) return NULL;
     if (!self->g) { PyErr_SetString(PyExc_RuntimeError, "Graph not initialised"); return NULL; }
     int ids[64];
     int nout = int_tuple(ids_o, ids, 64, "output ids");
@@ -732,6 +734,10 @@ static PyObject *Graph_run(GraphObject *self, PyObject *args) {
         }
         mv_plan_release(&tmp);
         mv_outputs out = {nout, ids, dst};
+        if (prof && prof != Py_None) {
+            if (!PyList_Check(prof)) { PyErr_SetString(PyExc_TypeError, "profile must be a list"); goto fail_py; }
+            if (!(times = calloc((size_t)self->g->nnodes, sizeof(double)))) { PyErr_NoMemory(); goto fail_py; }
+        }
         Py_BEGIN_ALLOW_THREADS
         if (pthread_mutex_trylock(&self->lock) == 0) {
             own_lock = 1;
@@ -746,11 +752,20 @@ static PyObject *Graph_run(GraphObject *self, PyObject *args) {
             st = mv_plan_init(&tmp, self->g, B, H, W, nth, 0, err, sizeof(err));
             plan = &tmp;
         }
-        if (st == MV_OK) st = mv_plan_run(plan, self->g, F(X), &out, nth, isa);
+        if (st == MV_OK) st = mv_plan_run_timed(plan, self->g, F(X), &out, nth, isa, times);
         if (own_lock) pthread_mutex_unlock(&self->lock);
         else if (plan == &tmp) mv_plan_release(&tmp);
         Py_END_ALLOW_THREADS
         if (st != MV_OK) goto fail;
+        if (times) {
+            for (int i = 0; i < self->g->nnodes; i++) {
+                PyObject *f = PyFloat_FromDouble(times[i]);
+                if (!f || PyList_Append(prof, f) < 0) { Py_XDECREF(f); goto fail_py; }
+                Py_DECREF(f);
+            }
+            free(times);
+            times = NULL;
+        }
     } else {
         /* empty batch (or degenerate size): shapes from a 1-image dry plan */
         if (H < 1 || W < 1) { PyErr_SetString(PyExc_ValueError, "input height and width must be >= 1"); goto fail_py; }
@@ -770,6 +785,7 @@ static PyObject *Graph_run(GraphObject *self, PyObject *args) {
 fail:
     set_status_error(st, err);
 fail_py:
+    free(times);
     Py_DECREF(X);
     Py_DECREF(outs);
     return NULL;
@@ -808,7 +824,7 @@ static PyObject *Graph_release(GraphObject *self, PyObject *noargs) {
 }
 
 static PyMethodDef Graph_methods[] = {
-    {"run", (PyCFunction)Graph_run, METH_VARARGS, "run(x_nchw, output_ids, num_threads=0) -> list of NCHW arrays"},
+    {"run", (PyCFunction)Graph_run, METH_VARARGS, "run(x_nchw, output_ids, num_threads=0, profile=None) -> list of NCHW arrays; profile: a list that receives each node's seconds"},
     {"plan_bytes", (PyCFunction)Graph_plan_bytes, METH_VARARGS, "plan_bytes(B, H, W, num_threads=0) -> activation bytes"},
     {"set_max_bytes", (PyCFunction)Graph_set_max_bytes, METH_VARARGS, "cap on activation bytes (0 = none)"},
     {"release", (PyCFunction)Graph_release, METH_NOARGS, "free the cached activation arena"},

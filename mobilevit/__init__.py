@@ -7,7 +7,14 @@
 Weights load from timm, HF transformers or ml-cvnets state dicts with
 ``model.load_state_dict``.  torch is never needed at run time.
 """
-from . import _C
+try:
+    from . import _C
+except ImportError as e:  # pragma: no cover - only in an unbuilt source tree
+    raise ImportError(
+        "mobilevit's C extension (mobilevit._C) is not built here: this is probably the source "
+        "folder shadowing the installed package (python -m pytest puts the current directory first on "
+        "sys.path). Run `pytest` instead of `python -m pytest`, or build in place with "
+        "`pip install -e .` / `python setup.py build_ext --inplace`.") from e
 from . import ops
 from .config import MODEL_CONFIGS, MobileViTConfig, get_config, list_models
 from .model import LoadResult, MobileViT, StateDictError, create_model

@@ -122,10 +122,18 @@ class _GraphBuilder:
 
     def __init__(self):
         self.nodes: list = []
+        self.tags: List[str] = []     # op family of each node, for profiles
+        self.tag: Optional[str] = None
 
     def _add(self, op, inputs, cout, ip=(), fp=(), w=None, b=None, g=None) -> int:
         ip = tuple(ip) + (0,) * (8 - len(ip))
         self.nodes.append((op, tuple(inputs), int(cout), ip, tuple(fp), w, b, g))
+        names = {OP_CONV: "conv", OP_DWCONV: "depthwise 3x3", OP_LAYERNORM: "layernorm", OP_ATTENTION: "attention",
+                 OP_RESIZE: "resize", OP_GAP: "pool"}
+        fam = names.get(op, str(op))
+        if op == OP_CONV:
+            fam = f"conv {ip[0]}x{ip[1]}" + (" (fusion, 2 inputs)" if ip[6] else "")
+        self.tags.append(self.tag or fam)
         return len(self.nodes)
 
     def conv(self, x, w, b, k, stride=1, act=ACT_NONE, x2=None, residual=None, dil=1):
@@ -288,12 +296,18 @@ class MobileViT:
             for l in range(blk.depth):
                 q = f"{pre}.transformer.{l}"
                 a = g.layernorm(t, p[f"{q}.norm1.weight"], p[f"{q}.norm1.bias"], eps)
+                g.tag = "transformer linear"
                 qkv = g.conv(a, p[f"{q}.attn.qkv.weight"], p[f"{q}.attn.qkv.bias"], 1)
+                g.tag = None
                 o = g.attention(qkv, d, blk.heads, blk.patch_size)
+                g.tag = "transformer linear"
                 t = g.conv(o, p[f"{q}.attn.proj.weight"], p[f"{q}.attn.proj.bias"], 1, residual=t)
+                g.tag = None
                 a = g.layernorm(t, p[f"{q}.norm2.weight"], p[f"{q}.norm2.bias"], eps)
+                g.tag = "transformer linear"
                 h = g.conv(a, p[f"{q}.mlp.fc1.weight"], p[f"{q}.mlp.fc1.bias"], 1, act=ACT_SILU)
                 t = g.conv(h, p[f"{q}.mlp.fc2.weight"], p[f"{q}.mlp.fc2.bias"], 1, residual=t)
+                g.tag = None
             t = g.layernorm(t, p[f"{pre}.norm.weight"], p[f"{pre}.norm.bias"], eps)
             t = g.resize_like(t, t0, d)
             wp, bp = self._folded(f"{pre}.conv_proj")
@@ -312,6 +326,7 @@ class MobileViT:
             self._logits_id = g.conv(x, p["head.fc.weight"], p["head.fc.bias"], 1)
         self._graph = _C.Graph(cfg.in_channels, g.nodes)
         self._num_nodes = len(g.nodes)
+        self._node_tags = g.tags
         if getattr(self, "_max_bytes", 0):
             self._graph.set_max_bytes(self._max_bytes)
 
@@ -360,6 +375,22 @@ class MobileViT:
         """Output of the final 1x1 expansion conv (timm's ``forward_features``)."""
         (y,) = self._run(x, [self._final_id], num_threads)
         return y
+
+    def profile(self, x, repeats: int = 10, num_threads: Optional[int] = None) -> Dict[str, float]:
+        """Median seconds per op family over ``repeats`` forward passes (the
+        nodes are timed between the workers' barriers)."""
+        a = self._check_input(x)
+        out_id = self._logits_id if self._logits_id is not None else self._pool_id
+        runs = []
+        for _ in range(max(1, repeats)):
+            prof: list = []
+            self._graph.run(a, (out_id,), 0 if num_threads is None else int(num_threads), prof)
+            runs.append(prof)
+        med = np.median(np.array(runs), axis=0)
+        fams: Dict[str, float] = {}
+        for tag, sec in zip(self._node_tags, med):
+            fams[tag] = fams.get(tag, 0.0) + float(sec)
+        return dict(sorted(fams.items(), key=lambda kv: -kv[1]))
 
     @property
     def feature_info(self) -> List[dict]:

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "graph.h"
 #ifdef _OPENMP
 #include <omp.h>
@@ -381,8 +382,24 @@ static int wants(const mv_outputs *out, int id) {
     return 0;
 }
 
+static double mv_now(void) {
+#ifdef _OPENMP
+    return omp_get_wtime();
+#else
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+#endif
+}
+
 mv_status mv_plan_run(mv_plan *p, const mv_graph *g, const float *x,
                       const mv_outputs *out, int nth, mv_isa isa) {
+    return mv_plan_run_timed(p, g, x, out, nth, isa, NULL);
+}
+
+mv_status mv_plan_run_timed(mv_plan *p, const mv_graph *g, const float *x,
+                            const mv_outputs *out, int nth, mv_isa isa,
+                            double *times) {
     const mv_kernel_table *kt = mv_kernels(isa);
     if (nth > p->nth) nth = p->nth;
     if (nth < 1) nth = 1;
@@ -399,11 +416,17 @@ mv_status mv_plan_run(mv_plan *p, const mv_graph *g, const float *x,
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
+        double t0 = times && tid == 0 ? mv_now() : 0.0;
         for (int i = 0; i < g->nnodes; i++) {
             run_node(g, p, i, kt, tid, nt);
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
+            if (times && tid == 0) {
+                double t1 = mv_now();
+                times[i] = t1 - t0;
+                t0 = t1;
+            }
             if (wants(out, i + 1)) {
                 emit_outputs(p, out, i + 1, tid, nt);
 #ifdef _OPENMP

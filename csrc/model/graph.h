@@ -106,5 +106,10 @@ size_t mv_plan_bytes(const mv_plan *p);
 /* x: NCHW [B, in_channels, H, W]. */
 mv_status mv_plan_run(mv_plan *p, const mv_graph *g, const float *x,
                       const mv_outputs *out, int nth, mv_isa isa);
+/* Same, recording each node's wall time in seconds into node_seconds
+ * (g->nnodes entries; entry -1 = the input layout change is not timed). */
+mv_status mv_plan_run_timed(mv_plan *p, const mv_graph *g, const float *x,
+                            const mv_outputs *out, int nth, mv_isa isa,
+                            double *node_seconds);
 
 #endif /* MV_GRAPH_H */

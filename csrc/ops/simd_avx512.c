@@ -39,6 +39,15 @@
 #define VROUND(x) _mm512_roundscale_ps((x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #define VEXP2I(y, n) _mm512_scalef_ps((y), (n))
 
+/* attention tiles: mq queries x nv vectors of the head dim, <= 24 accumulators */
+#define ATT_MQ 8
+#define ATT_NV 4
+#define ATT_REGS 24
+#define ATT_QB 32
+#define ATT_CASE(NVV, MQV) case NVV * 16 + MQV: att_tile(MQV, NVV, a, qp, op, Kt, Vs, s, N, Np, hd, hdp); break;
+#define ATT_CASES ATT_CASE(1, 8) ATT_CASE(2, 8) ATT_CASE(3, 8) ATT_CASE(4, 6)
+#define ATT_ONE_CASES ATT_ONE(1) ATT_ONE(2) ATT_ONE(3) ATT_ONE(4)
+
 #include "simd_kernels.inc"
 
 #if defined(__clang__)

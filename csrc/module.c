@@ -335,6 +335,7 @@ typedef struct {
     int B, H, W, C, C2, OH, OW, i0, i1;
     float f0;
     mv_act_fn actf;
+    mv_layernorm_fn lnf;
 } misc_task;
 
 enum { K_LN, K_GN, K_BN, K_ACT, K_ADD, K_CAT, K_UNF, K_FOLD, K_RESIZE, K_GAP, K_N2H, K_H2N };
@@ -342,7 +343,7 @@ enum { K_LN, K_GN, K_BN, K_ACT, K_ADD, K_CAT, K_UNF, K_FOLD, K_RESIZE, K_GAP, K_
 static void misc_run(void *c, int tid, int nth) {
     misc_task *t = c;
     switch (t->kind) {
-    case K_LN: mv_layernorm_nhwc_f32__ref(t->x, t->M, t->C, t->C, t->p0, t->p1, t->f0, t->y, t->C, tid, nth); break;
+    case K_LN: t->lnf(t->x, t->M, t->C, t->C, t->p0, t->p1, t->f0, t->y, t->C, tid, nth); break;
     case K_GN: mv_groupnorm1_nhwc_f32__ref(t->x, t->B, (ptrdiff_t)t->H * t->W, t->C, t->p0, t->p1, t->f0, t->y, tid, nth); break;
     case K_BN: mv_batchnorm_nhwc_f32__ref(t->x, t->M, t->C, t->p0, t->p1, t->p2, t->p3, t->f0, t->y, tid, nth); break;
     case K_ACT: t->actf(t->x, t->M, t->i0, t->y, tid, nth); break;
@@ -364,12 +365,13 @@ static PyObject *finish_misc(misc_task *t, PyArrayObject *Y, int nth) {
     return (PyObject *)Y;
 }
 
-/* layernorm(x[M,D], gamma[D], beta[D], eps, nth) */
+/* layernorm(x[M,D], gamma[D], beta[D], eps, isa, nth) */
 static PyObject *py_layernorm(PyObject *self, PyObject *args) {
     PyObject *xo, *go, *bo;
     float eps;
-    int nth;
-    if (!PyArg_ParseTuple(args, "OOOfi", &xo, &go, &bo, &eps, &nth)) return NULL;
+    int isa, nth;
+    if (!PyArg_ParseTuple(args, "OOOfii", &xo, &go, &bo, &eps, &isa, &nth)) return NULL;
+    if (check_isa(isa) < 0) return NULL;
     PyArrayObject *X = as_f32(xo, 2, "x"), *G = X ? as_f32(go, 1, "weight") : NULL;
     PyArrayObject *Bt = G ? as_f32(bo, 1, "bias") : NULL, *Y = NULL;
     PyObject *ret = NULL;
@@ -378,7 +380,8 @@ static PyObject *py_layernorm(PyObject *self, PyObject *args) {
     if (DIM(G, 0) != D || DIM(Bt, 0) != D) { PyErr_Format(PyExc_ValueError, "layernorm: weight and bias must have %d elements", D); goto done; }
     npy_intp dims[2] = {DIM(X, 0), D};
     if (!(Y = new_f32(2, dims))) goto done;
-    misc_task t = {.kind = K_LN, .x = F(X), .p0 = F(G), .p1 = F(Bt), .y = F(Y), .M = DIM(X, 0), .C = D, .f0 = eps};
+    misc_task t = {.kind = K_LN, .x = F(X), .p0 = F(G), .p1 = F(Bt), .y = F(Y), .M = DIM(X, 0), .C = D, .f0 = eps,
+                   .lnf = mv_kernels(parse_isa(isa))->layernorm};
     ret = finish_misc(&t, Y, nth); Y = NULL;
 done:
     Py_XDECREF(X); Py_XDECREF(G); Py_XDECREF(Bt); Py_XDECREF(Y);

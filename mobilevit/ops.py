@@ -137,11 +137,11 @@ def relu(x, isa=None, num_threads=None):
     return _C.act(_f32(x, "x"), _C.ACT_RELU, _isa(isa), _nt(num_threads))
 
 
-def layer_norm(x, weight, bias, eps=1e-5, num_threads=None):
+def layer_norm(x, weight, bias, eps=1e-5, isa=None, num_threads=None):
     """torch.nn.functional.layer_norm over the last axis."""
     x = _f32(x, "x")
     y = _C.layernorm(x.reshape(-1, x.shape[-1]), _f32(weight, "weight"), _f32(bias, "bias"), float(eps),
-                     _nt(num_threads))
+                     _isa(isa), _nt(num_threads))
     return y.reshape(x.shape)
 
 

@@ -89,8 +89,9 @@ def test_conv_concat_input_and_residual(isa, rng, c1, c2):
 
 @pytest.mark.parametrize("c", CH + [48, 64, 100])
 @pytest.mark.parametrize("stride", [1, 2])
-def test_depthwise3x3(isa, rng, c, stride):
-    x = rng.standard_normal((2, c, 11, 8)).astype(np.float32)
+@pytest.mark.parametrize("hw", [(11, 8), (1, 1), (2, 3), (5, 17)])
+def test_depthwise3x3(isa, rng, c, stride, hw):
+    x = rng.standard_normal((2, c, *hw)).astype(np.float32)
     w = rng.standard_normal((c, 1, 3, 3)).astype(np.float32)
     b = rng.standard_normal(c).astype(np.float32)
     y = both_thread_counts(lambda n: ops.conv2d(x, w, b, stride=stride, padding=1, groups=c, act="silu",
@@ -99,11 +100,13 @@ def test_depthwise3x3(isa, rng, c, stride):
     assert_close(y, ref.numpy(), 1e-5, "dwconv")
 
 
-def test_depthwise_dilated(isa, rng):
-    x = rng.standard_normal((1, 24, 12, 12)).astype(np.float32)
+@pytest.mark.parametrize("dil,stride,hw", [(2, 1, (12, 12)), (2, 2, (9, 13)), (4, 1, (3, 11)), (1, 2, (4, 4))])
+def test_depthwise_dilated(isa, rng, dil, stride, hw):
+    x = rng.standard_normal((1, 24, *hw)).astype(np.float32)
     w = rng.standard_normal((24, 1, 3, 3)).astype(np.float32)
-    y = ops.depthwise_conv2d(x, w, None, stride=1, padding=2, dilation=2, isa=isa)
-    assert_close(y, F.conv2d(t(x), t(w), padding=2, dilation=2, groups=24).numpy(), 1e-5, "dw dilated")
+    y = ops.depthwise_conv2d(x, w, None, stride=stride, padding=dil, dilation=dil, isa=isa)
+    ref = F.conv2d(t(x), t(w), stride=stride, padding=dil, dilation=dil, groups=24)
+    assert_close(y, ref.numpy(), 1e-5, "dw dilated")
 
 
 def test_batchnorm_and_folding(rng):
@@ -130,11 +133,11 @@ def test_activations(isa, rng, n):
     np.testing.assert_array_equal(ops.relu(x, isa=isa), F.relu(t(x)).numpy())
 
 
-@pytest.mark.parametrize("d", [1, 7, 16, 33, 144])
-def test_layer_norm(rng, d):
+@pytest.mark.parametrize("d", [1, 7, 8, 9, 16, 17, 33, 144, 240])
+def test_layer_norm(isa, rng, d):
     x = (rng.standard_normal((3, 5, d)) * 3 + 2).astype(np.float32)
     g, b = rng.standard_normal(d).astype(np.float32), rng.standard_normal(d).astype(np.float32)
-    y = both_thread_counts(lambda n: ops.layer_norm(x, g, b, 1e-5, num_threads=n))
+    y = both_thread_counts(lambda n: ops.layer_norm(x, g, b, 1e-5, isa=isa, num_threads=n))
     assert_close(y, F.layer_norm(t(x), (d,), t(g), t(b), 1e-5).numpy(), 1e-5, "layernorm")
 
 

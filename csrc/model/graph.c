@@ -333,7 +333,7 @@ static void run_node(const mv_graph *g, const mv_plan *p, int i,
         break;
     }
     case MV_OP_LAYERNORM:
-        mv_layernorm_nhwc_f32__ref(X, (ptrdiff_t)x->B * x->H * x->W, x->C, x->C, n->gamma, n->bias,
+        kt->layernorm(X, (ptrdiff_t)x->B * x->H * x->W, x->C, x->C, n->gamma, n->bias,
                                    n->fp[0], Y, o->C, tid, nth);
         break;
     case MV_OP_GROUPNORM1:

@@ -126,6 +126,14 @@ void mv_layernorm_nhwc_f32__ref(const float *X, ptrdiff_t M, int D,
                                 ptrdiff_t ldx, const float *gamma,
                                 const float *beta, float eps, float *Y,
                                 ptrdiff_t ldy, int tid, int nth);
+void mv_layernorm_nhwc_f32__avx2(const float *X, ptrdiff_t M, int D,
+                                 ptrdiff_t ldx, const float *gamma,
+                                 const float *beta, float eps, float *Y,
+                                 ptrdiff_t ldy, int tid, int nth);
+void mv_layernorm_nhwc_f32__avx512(const float *X, ptrdiff_t M, int D,
+                                   ptrdiff_t ldx, const float *gamma,
+                                   const float *beta, float eps, float *Y,
+                                   ptrdiff_t ldy, int tid, int nth);
 
 /* ---- GroupNorm(1, C) per image (MobileViTv2's LayerNorm2d) ---------------
  * statistics over all H*W*C elements of each image. Parallel over images. */
@@ -185,6 +193,9 @@ typedef void (*mv_conv2d_fn)(const mv_conv2d_args *, int, int);
 typedef void (*mv_dwconv2d_fn)(const mv_dwconv2d_args *, int, int);
 typedef void (*mv_attention_fn)(const mv_attention_args *, int, int);
 typedef void (*mv_act_fn)(const float *, ptrdiff_t, int, float *, int, int);
+typedef void (*mv_layernorm_fn)(const float *, ptrdiff_t, int, ptrdiff_t,
+                                const float *, const float *, float, float *,
+                                ptrdiff_t, int, int);
 
 typedef struct {
     const char *name;
@@ -193,6 +204,7 @@ typedef struct {
     mv_dwconv2d_fn dwconv2d;
     mv_attention_fn attention;
     mv_act_fn act;
+    mv_layernorm_fn layernorm;
 } mv_kernel_table;
 
 /* Best ISA this CPU and OS support (CPUID + XGETBV). */

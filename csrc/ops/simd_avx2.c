@@ -60,6 +60,7 @@ static inline __m256 mv_avx2_exp2i(__m256 y, __m256 n) {
 #define VHSUM(v) mv_avx2_hsum(v)
 #define VROUND(x) _mm256_round_ps((x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #define VEXP2I(y, n) mv_avx2_exp2i((y), (n))
+#define VLOADN_MASKED_ZERO(v, n) _mm256_and_ps((v), _mm256_castsi256_ps(mv_avx2_mask(n)))
 
 /* attention tiles: mq queries x nv vectors of the head dim, <= 12 accumulators */
 #define ATT_MQ 6

@@ -38,6 +38,7 @@
 #define VHSUM(v) _mm512_reduce_add_ps(v)
 #define VROUND(x) _mm512_roundscale_ps((x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #define VEXP2I(y, n) _mm512_scalef_ps((y), (n))
+#define VLOADN_MASKED_ZERO(v, n) _mm512_maskz_mov_ps(VMASK(n), (v))
 
 /* attention tiles: mq queries x nv vectors of the head dim, <= 24 accumulators */
 #define ATT_MQ 8

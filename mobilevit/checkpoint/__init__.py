@@ -1,0 +1,298 @@
+"""Torch-free checkpoint readers: PyTorch ``torch.save`` files (zip and legacy) and safetensors.
+
+Public API::
+
+    load_checkpoint(path_or_fileobj, *, prefer_ema=False, key=None, check_finite="warn",
+                    return_info=False) -> dict[str, np.ndarray]
+    read_torch_file(path_or_fileobj, *, materialize=True, limits=Limits) -> object tree
+    read_safetensors(path_or_fileobj) -> dict[str, np.ndarray]
+    read_safetensors_metadata(path_or_fileobj) -> dict[str, str]
+    save_safetensors(path, mapping, metadata=None) -> None
+    extract_state_dict(obj, *, prefer_ema=False, key=None) -> dict[str, np.ndarray]
+    detect_format(path_or_fileobj) -> "zip" | "legacy" | "safetensors"
+
+The format is detected from the bytes, never from the file name.  Nothing is ever imported from or
+called by a checkpoint: pickles are *interpreted* (see :mod:`.pickle_vm`).  Every problem with a file
+raises :class:`CheckpointError` (a ``ValueError``); files that try to call dangerous code raise
+:class:`UnsafeCheckpointError`.  No partial result is ever returned.
+
+Arrays are NumPy views of a private copy-on-write mapping of the file when the stored bytes can be
+used as they are (contiguous, aligned, little-endian, not bfloat16); writing to them never changes the
+file.  bfloat16 is widened to float32 (NumPy has no bfloat16); float16 stays float16.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is malformed, truncated, unsupported or exceeds a safety cap."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint tries to invoke code (e.g. ``os.system`` via REDUCE).  Nothing was executed."""
+
+
+class _Source:
+    """The bytes of one input: a private copy-on-write mmap of a file, or an in-memory buffer."""
+
+    __slots__ = ("buf", "size", "name")
+
+    def __init__(self, buf, name: str):
+        self.buf = buf
+        self.size = len(buf)
+        self.name = name
+
+
+def _open_source(src) -> _Source:
+    if isinstance(src, _Source):
+        return src
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        mv = memoryview(src)
+        if mv.ndim != 1 or mv.itemsize != 1:
+            mv = mv.cast("B")
+        return _Source(mv, "<bytes>")
+    if isinstance(src, (str, os.PathLike)):
+        path = os.fspath(src)
+        try:
+            with open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size == 0:
+                    raise CheckpointError(f"{path}: empty file")
+                buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+        except OSError as e:
+            raise CheckpointError(f"{path}: cannot open ({e})") from e
+        return _Source(buf, path)
+    if hasattr(src, "read"):
+        name = getattr(src, "name", "<file object>")
+        try:
+            data = src.read()
+        except OSError as e:
+            raise CheckpointError(f"{name}: cannot read ({e})") from e
+        if not isinstance(data, (bytes, bytearray)):
+            raise TypeError(f"file object {name!r} must be opened in binary mode")
+        if not data:
+            raise CheckpointError(f"{name}: empty file")
+        return _Source(bytearray(data) if isinstance(data, bytes) else data, str(name))
+    raise TypeError(f"expected a path, a binary file object or bytes, got {type(src).__name__}")
+
+
+# Submodules import the exceptions and _open_source from here, so they come after the definitions.
+from .pickle_vm import Call, Global, Limits, TensorRef, UnsupportedTensor  # noqa: E402
+from .safetensors_io import (  # noqa: E402
+    _read_safetensors_with_metadata, read_safetensors, read_safetensors_metadata, save_safetensors,
+)
+from .torch_zip import detect_format_of, read_torch_file, read_torch_tree  # noqa: E402
+
+__all__ = [
+    "load_checkpoint", "read_torch_file", "read_safetensors", "read_safetensors_metadata",
+    "save_safetensors", "extract_state_dict", "detect_format", "CheckpointError",
+    "UnsafeCheckpointError", "CheckpointInfo", "Limits", "Global", "Call", "TensorRef",
+    "UnsupportedTensor",
+]
+
+
+def detect_format(path_or_fileobj) -> str:
+    """``"zip"``, ``"legacy"`` or ``"safetensors"`` by content; raises for anything else."""
+    return detect_format_of(_open_source(path_or_fileobj))
+
+
+# ----------------------------------------------------------------------------------------------------
+# State-dict extraction
+# ----------------------------------------------------------------------------------------------------
+
+_WRAPPER_KEYS = ("state_dict", "model", "module", "model_state", "model_state_dict", "net")
+_EMA_KEYS = ("state_dict_ema", "model_ema", "ema", "model_ema_state_dict", "ema_state_dict")
+_STRIP_PREFIXES = ("module.", "_orig_mod.")
+_MAX_WRAP_DEPTH = 4
+
+
+@dataclass
+class CheckpointInfo:
+    """What :func:`load_checkpoint` did, for reporting."""
+
+    format: str = ""
+    selected_path: tuple = ()          # keys followed into a training checkpoint, e.g. ("state_dict",)
+    stripped_prefixes: tuple = ()      # e.g. ("module.",)
+    top_level_keys: tuple = ()
+    ignored_globals: tuple = ()        # inert globals outside the returned state dict
+    nonfinite_keys: tuple = ()
+    metadata: dict = field(default_factory=dict)  # safetensors __metadata__
+
+
+def _is_tensor(v) -> bool:
+    return isinstance(v, (np.ndarray, TensorRef))
+
+
+def _describe(v) -> str:
+    if isinstance(v, Call):
+        return f"an inert call of {v.callable_name}"
+    if isinstance(v, Global):
+        return f"an inert reference to {v.qualname}"
+    return f"a {type(v).__name__}"
+
+
+def _select(obj, prefer_ema: bool, key: Optional[str]):
+    """Follow wrapper keys of a training checkpoint to the mapping that holds the tensors."""
+    path: list = []
+    if key is not None:
+        cur = obj
+        for part in key.split("/"):
+            if not isinstance(cur, dict) or part not in cur:
+                have = sorted(map(str, cur)) if isinstance(cur, dict) else _describe(cur)
+                raise CheckpointError(f"key {key!r}: {part!r} not found (have {have})")
+            cur = cur[part]
+            path.append(part)
+        if not isinstance(cur, dict):
+            raise CheckpointError(f"key {key!r} holds {_describe(cur)}, not a state dict")
+        return cur, tuple(path)
+    order = (_EMA_KEYS + _WRAPPER_KEYS) if prefer_ema else (_WRAPPER_KEYS + _EMA_KEYS)
+    cur = obj
+    for _ in range(_MAX_WRAP_DEPTH):
+        if not isinstance(cur, dict):
+            break
+        for k in order:
+            if k in cur and isinstance(cur[k], dict):
+                cur = cur[k]
+                path.append(k)
+                break
+        else:
+            break
+    if not isinstance(cur, dict):
+        where = "/".join(path) or "the file"
+        hint = ""
+        if isinstance(cur, Call):
+            hint = " (a pickled model object: save model.state_dict() instead)"
+        raise CheckpointError(f"{where} holds {_describe(cur)}, not a state dict{hint}")
+    return cur, tuple(path)
+
+
+def _strip_prefixes(sd: dict) -> tuple[dict, tuple]:
+    stripped = []
+    changed = True
+    while changed and sd:
+        changed = False
+        for p in _STRIP_PREFIXES:
+            if all(k.startswith(p) for k in sd):
+                sd = {k[len(p):]: v for k, v in sd.items()}
+                stripped.append(p)
+                changed = True
+    return sd, tuple(stripped)
+
+
+def _extract(obj, prefer_ema: bool, key: Optional[str]):
+    chosen, path = _select(obj, prefer_ema, key)
+    if not chosen:
+        raise CheckpointError(f"{'/'.join(path) or 'the file'}: empty state dict")
+    for k, v in chosen.items():
+        if not isinstance(k, str):
+            raise CheckpointError(f"state dict key {k!r} is not a string")
+        if isinstance(v, UnsupportedTensor):
+            raise CheckpointError(f"tensor entry {k!r}: unsupported ({v.reason})")
+        if isinstance(v, Call):
+            raise CheckpointError(
+                f"tensor entry {k!r} is built by unsupported callable {v.callable_name}")
+        if not _is_tensor(v):
+            where = "/".join(path) or "the top level"
+            top = sorted(map(str, obj)) if isinstance(obj, dict) else "-"
+            raise CheckpointError(f"entry {k!r} under {where} is {_describe(v)}, not a tensor "
+                                  f"(top-level keys: {top})")
+    # Everything is validated before anything is converted: no partial result.  A tensor pickled
+    # twice (tied weights) is one TensorRef: convert it once.
+    done: dict = {}
+    out = {}
+    for k, v in chosen.items():
+        if isinstance(v, TensorRef):
+            if id(v) not in done:
+                done[id(v)] = v.materialize(k)
+            v = done[id(v)]
+        out[k] = v
+    out, stripped = _strip_prefixes(out)
+    return out, path, stripped
+
+
+def extract_state_dict(obj, *, prefer_ema: bool = False, key: Optional[str] = None
+                       ) -> dict[str, np.ndarray]:
+    """Find the state dict in a checkpoint object tree and return ``{name: ndarray}``.
+
+    Training checkpoints are unwrapped through ``state_dict``, ``model``, ``module``, ... then the EMA
+    keys (``state_dict_ema``, ``model_ema``, ``ema``); ``prefer_ema=True`` tries the EMA keys first;
+    ``key="a/b"`` selects a path explicitly.  ``module.`` (DDP) and ``_orig_mod.`` (torch.compile)
+    prefixes shared by all keys are stripped.  Every value must be a tensor; anything else (an inert
+    call, an unsupported tensor kind, a plain number) raises :class:`CheckpointError` naming the key.
+    """
+    return _extract(obj, prefer_ema, key)[0]
+
+
+def _inert_globals(obj, skip, limits=Limits) -> tuple:
+    """Qualified names of inert globals reachable from ``obj`` outside the subtree ``skip``."""
+    seen: set = set()
+    names: set = set()
+    stack = [(obj, 0)]
+    while stack:
+        o, depth = stack.pop()
+        if o is skip or id(o) in seen or depth > limits.max_tree_depth:
+            continue
+        if isinstance(o, Global):
+            names.add(o.qualname)
+            continue
+        if isinstance(o, (list, tuple, set, frozenset, dict, Call)):
+            seen.add(id(o))
+            if isinstance(o, dict):
+                stack.extend((v, depth + 1) for v in o.values())
+            elif isinstance(o, Call):
+                stack.extend([(o.func, depth + 1), (o.args, depth + 1), (o.kwargs, depth + 1),
+                              (o.state, depth + 1)])
+            else:
+                stack.extend((v, depth + 1) for v in o)
+    names.discard("collections.OrderedDict")
+    return tuple(sorted(names))
+
+
+def _nonfinite_keys(sd: dict) -> tuple:
+    bad = []
+    for k, v in sd.items():
+        if v.dtype.kind in "fc" and v.size and not np.isfinite(v).all():
+            bad.append(k)
+    return tuple(bad)
+
+
+def load_checkpoint(path_or_fileobj, *, prefer_ema: bool = False, key: Optional[str] = None,
+                    check_finite: str = "warn", return_info: bool = False):
+    """Load ``{name: ndarray}`` from a torch.save file (zip or legacy) or a safetensors file.
+
+    The format is detected by content.  ``check_finite``: ``"warn"`` (default) warns once if any float
+    tensor holds NaN/Inf, ``"raise"`` raises :class:`CheckpointError`, ``"ignore"`` skips the check.
+    With ``return_info=True`` returns ``(state_dict, CheckpointInfo)``.
+    """
+    if check_finite not in ("warn", "raise", "ignore"):
+        raise ValueError(f"check_finite must be 'warn', 'raise' or 'ignore', not {check_finite!r}")
+    src = _open_source(path_or_fileobj)
+    fmt = detect_format_of(src)
+    info = CheckpointInfo(format=fmt)
+    if fmt == "safetensors":
+        tree, info.metadata = _read_safetensors_with_metadata(src)
+    else:
+        tree = read_torch_tree(src)
+    info.top_level_keys = tuple(sorted(map(str, tree))) if isinstance(tree, dict) else ()
+    sd, info.selected_path, info.stripped_prefixes = _extract(tree, prefer_ema, key)
+    if fmt != "safetensors":
+        chosen = _select(tree, prefer_ema, key)[0]
+        info.ignored_globals = _inert_globals(tree, chosen)
+    if check_finite != "ignore":
+        info.nonfinite_keys = _nonfinite_keys(sd)
+        if info.nonfinite_keys:
+            shown = ", ".join(repr(k) for k in info.nonfinite_keys[:5])
+            more = f" and {len(info.nonfinite_keys) - 5} more" if len(info.nonfinite_keys) > 5 else ""
+            msg = f"{src.name}: NaN/Inf values in {shown}{more}"
+            if check_finite == "raise":
+                raise CheckpointError(msg)
+            warnings.warn(msg, RuntimeWarning, stacklevel=2)
+    return (sd, info) if return_info else sd

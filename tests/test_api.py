@@ -201,11 +201,14 @@ def test_threads_and_isa_settings():
         mobilevit.set_isa("neon")
 
 
-def test_default_threads_honour_omp_num_threads():
+def test_default_threads_honour_omp_num_threads(tmp_path):
+    import os
     import subprocess
     import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(mobilevit.__file__)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": root}
     out = subprocess.run([sys.executable, "-c", "import mobilevit; print(mobilevit.get_num_threads())"],
-                         env={**__import__("os").environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
+                         env=env, capture_output=True, text=True, cwd=tmp_path)
     assert out.stdout.strip() == "1", out.stderr
 
 

@@ -233,4 +233,6 @@ def test_runtime_modules_do_not_import_torch():
     import mobilevit
     root = os.path.dirname(os.path.dirname(os.path.abspath(mobilevit.__file__)))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
-    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+    # cwd away from the source tree, so the package imported is the one the
+    # test process uses (the installed one in CI)
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=os.path.dirname(root) or "/")

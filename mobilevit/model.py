@@ -170,7 +170,7 @@ class MobileViT:
     """
 
     def __init__(self, cfg: MobileViTConfig, params: Optional[Mapping[str, np.ndarray]] = None,
-                 seed: Optional[int] = 0):
+                 seed: Optional[int] = 0, build: bool = True):
         self.cfg = cfg
         self.shapes = parameter_shapes(cfg)
         self.class_names: Optional[List[str]] = None
@@ -179,7 +179,7 @@ class MobileViT:
         if params is None:
             params = self._init_params(seed)
         self.params: Dict[str, np.ndarray] = {}
-        self._set_params(params)
+        self._set_params(params, build)
 
     # ---- parameters ---------------------------------------------------------
     def _init_params(self, seed) -> Dict[str, np.ndarray]:
@@ -197,10 +197,11 @@ class MobileViT:
                 p[k] = (rng.standard_normal(shp) * math.sqrt(1.0 / fan_in)).astype(np.float32)
         return p
 
-    def _set_params(self, params: Mapping[str, np.ndarray]):
+    def _set_params(self, params: Mapping[str, np.ndarray], build: bool = True):
         self.params = {k: np.ascontiguousarray(params[k], dtype=np.float32) for k in self.shapes}
         self._graph = None
-        self._build_graph()
+        if build:
+            self._build_graph()
 
     def load_state_dict(self, state_dict: Mapping[str, object], strict: bool = True,
                         scheme: Optional[str] = None) -> LoadResult:
@@ -247,6 +248,12 @@ class MobileViT:
         merged.update(new)
         self._set_params(merged)
         return LoadResult(missing, unexpected, mismatched, scheme)
+
+    def save(self, path: str) -> str:
+        """Write the weights as safetensors (timm names) with the
+        architecture and class names; reload with :func:`mobilevit.from_pretrained`."""
+        from .hub import save
+        return save(self, path)
 
     def state_dict(self) -> Dict[str, np.ndarray]:
         """Copies of all parameters and BN buffers, under timm's names."""
@@ -330,6 +337,11 @@ class MobileViT:
         if getattr(self, "_max_bytes", 0):
             self._graph.set_max_bytes(self._max_bytes)
 
+    def _ensure_graph(self):
+        if self._graph is None:
+            self._build_graph()
+        return self._graph
+
     # ---- running ----------------------------------------------------------------
     def _check_input(self, x, check_finite: bool = True) -> np.ndarray:
         if hasattr(x, "detach") and hasattr(x, "cpu"):
@@ -353,7 +365,7 @@ class MobileViT:
 
     def _run(self, x, ids, num_threads=None, check_finite=True):
         a = self._check_input(x, check_finite)
-        return self._graph.run(a, tuple(ids), 0 if num_threads is None else int(num_threads))
+        return self._ensure_graph().run(a, tuple(ids), 0 if num_threads is None else int(num_threads))
 
     def forward(self, x, num_threads: Optional[int] = None, check_finite: bool = True) -> np.ndarray:
         """Logits [B, num_classes] for a float32 NCHW batch (pooled features
@@ -384,7 +396,7 @@ class MobileViT:
         runs = []
         for _ in range(max(1, repeats)):
             prof: list = []
-            self._graph.run(a, (out_id,), 0 if num_threads is None else int(num_threads), prof)
+            self._ensure_graph().run(a, (out_id,), 0 if num_threads is None else int(num_threads), prof)
             runs.append(prof)
         med = np.median(np.array(runs), axis=0)
         fams: Dict[str, float] = {}
@@ -403,20 +415,20 @@ class MobileViT:
 
     def activation_bytes(self, batch: int, height: int, width: int) -> int:
         """Bytes of the activation arena a forward pass of this shape needs."""
-        return int(self._graph.plan_bytes(int(batch), int(height), int(width)))
+        return int(self._ensure_graph().plan_bytes(int(batch), int(height), int(width)))
 
     def set_memory_limit(self, max_bytes: Optional[int]):
         """Refuse (MemoryError, before allocating) inputs whose activations
         would exceed ``max_bytes``; None removes the cap."""
         self._max_bytes = int(max_bytes or 0)
-        self._graph.set_max_bytes(self._max_bytes)
+        self._ensure_graph().set_max_bytes(self._max_bytes)
 
     def __repr__(self):
         c = self.cfg
         blocks = ", ".join(f"C{b.channels}/d{b.dim}/L{b.depth}" for b in c.blocks)
         return (f"MobileViT(name={c.name!r}, params={self.num_parameters() / 1e6:.2f}M, "
                 f"num_classes={c.num_classes}, blocks=[{blocks}], final={c.final_channels}, "
-                f"isa={_C.get_isa()!r}, threads={_C.get_num_threads()}, nodes={self._num_nodes})")
+                f"isa={_C.get_isa()!r}, threads={_C.get_num_threads()})")
 
 
 def create_model(name: str, num_classes: int = 1000, pretrained: bool = False, weights=None,

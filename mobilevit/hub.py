@@ -1,0 +1,189 @@
+"""``from_pretrained`` and ``save``: checkpoints from ml-cvnets, timm and HF
+transformers, read without torch.
+
+Accepted sources:
+
+* an in-memory mapping of numpy arrays or torch tensors (any of the three
+  naming schemes, optionally nested in a training checkpoint);
+* a single file — ``torch.save`` (zip or legacy), ``.safetensors`` — the
+  format detected from its bytes; the variant inferred from tensor shapes;
+* a folder — HF (``config.json`` with ``model_type`` ``mobilevit`` +
+  ``model.safetensors`` or ``pytorch_model.bin``), timm's ``save_for_hf``
+  layout (``config.json`` with ``architecture``), or a folder written by
+  :meth:`MobileViT.save`.  ``model.safetensors`` is preferred when present.
+
+Loading never executes code from the file (see :mod:`mobilevit.checkpoint`)
+and a model is returned only when every tensor fitted.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, Mapping, Optional
+
+import numpy as np
+
+from .checkpoint import CheckpointError, extract_state_dict, load_checkpoint, save_safetensors
+from .config import MODEL_CONFIGS, get_config
+from .keymap import to_numpy, to_timm
+
+_FINAL_TO_NAME = {cfg.final_channels: name for name, cfg in MODEL_CONFIGS.items()}
+_HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
+
+
+def infer_variant(timm_sd: Mapping[str, object]) -> str:
+    """Variant from tensor shapes (the final 1x1 conv's width and the stage
+    channels identify XXS / XS / S)."""
+    w = timm_sd.get("final_conv.conv.weight")
+    if w is None:
+        raise CheckpointError("cannot tell the MobileViT variant: no final 1x1 conv "
+                              "(final_conv / conv_1x1_exp) in the checkpoint; pass model_name=")
+    shape = tuple(np.shape(w))
+    name = _FINAL_TO_NAME.get(shape[0])
+    if name is None or MODEL_CONFIGS[name].blocks[-1].channels != shape[1]:
+        raise CheckpointError(f"final conv of shape {shape} matches no known MobileViT v1 variant "
+                              f"({', '.join(sorted(MODEL_CONFIGS))}); pass model_name=")
+    return name
+
+
+def _num_classes(timm_sd) -> int:
+    w = timm_sd.get("head.fc.weight")
+    return 0 if w is None else int(np.shape(w)[0])
+
+
+def _read_json(path: str) -> dict:
+    with open(path, "r", encoding="utf-8") as f:
+        data = json.load(f)
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    return data
+
+
+def _hf_variant(cfg: dict) -> Optional[str]:
+    neck = cfg.get("neck_hidden_sizes")
+    if isinstance(neck, list) and neck:
+        return _FINAL_TO_NAME.get(int(neck[-1]))
+    return None
+
+
+def _labels_from(cfg: dict, n: int):
+    id2label = cfg.get("id2label")
+    if isinstance(id2label, dict) and id2label:
+        try:
+            labels = [str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}"))) for i in range(n)]
+        except Exception:
+            return None
+        if labels and not all(lbl == f"LABEL_{i}" for i, lbl in enumerate(labels)):
+            return labels
+    names = cfg.get("label_names") or cfg.get("class_names")
+    if isinstance(names, list) and len(names) == n:
+        return [str(x) for x in names]
+    return None
+
+
+def _load_folder(path: str, prefer_ema: bool):
+    files = os.listdir(path)
+    weights = next((os.path.join(path, f) for f in _HF_WEIGHTS if f in files), None)
+    if weights is None:
+        cands = sorted(f for f in files if f.endswith((".safetensors", ".pt", ".pth", ".bin")))
+        if len(cands) != 1:
+            raise CheckpointError(f"{path}: no model.safetensors / pytorch_model.bin"
+                                  + (f" and several candidates: {cands}" if cands else ""))
+        weights = os.path.join(path, cands[0])
+    cfg = _read_json(os.path.join(path, "config.json")) if "config.json" in files else {}
+    pre = _read_json(os.path.join(path, "preprocessor_config.json")) if "preprocessor_config.json" in files else None
+    return load_checkpoint(weights, prefer_ema=prefer_ema), cfg, pre, weights
+
+
+def from_pretrained(source, model_name: Optional[str] = None, num_classes: Optional[int] = None,
+                    strict: bool = True, prefer_ema: bool = False, scheme: Optional[str] = None):
+    """Build a :class:`MobileViT` from a checkpoint file, a model folder or a
+    mapping; see the module docstring.  ``model_name`` overrides the variant
+    inferred from the tensors.  Class names come from ``config.json``
+    (``id2label``) or from a folder written by :meth:`MobileViT.save`."""
+    from .model import MobileViT
+    from dataclasses import replace
+
+    cfg_json: dict = {}
+    pre_json = None
+    origin = "mapping"
+    if isinstance(source, Mapping):
+        raw = extract_state_dict(dict(source), prefer_ema=prefer_ema) if _looks_nested(source) else dict(source)
+    elif isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if os.path.isdir(path):
+            raw, cfg_json, pre_json, origin = _load_folder(path, prefer_ema)
+        elif os.path.isfile(path):
+            raw = load_checkpoint(path, prefer_ema=prefer_ema)
+            origin = path
+            meta = _safetensors_meta(path)
+            if meta.get("mobilevit_config"):
+                cfg_json = json.loads(meta["mobilevit_config"])
+        else:
+            raise FileNotFoundError(f"no such file or folder: {path}")
+    else:
+        raise TypeError(f"from_pretrained takes a path or a mapping, got {type(source).__name__}")
+
+    timm_sd, detected = to_timm(raw, scheme)
+    if cfg_json.get("model_type") == "mobilevitv2" or any(k.startswith("mobilevitv2.") for k in raw):
+        raise NotImplementedError("MobileViTv2 checkpoints are not supported yet")
+    name = model_name or cfg_json.get("architecture") or _hf_variant(cfg_json) or infer_variant(timm_sd)
+    base = get_config(name)
+    n_cls = num_classes if num_classes is not None else _num_classes(timm_sd)
+    model = MobileViT(replace(base, num_classes=n_cls), build=False)
+    model.load_state_dict(timm_sd, strict=strict, scheme="timm")
+    labels = _labels_from(cfg_json, n_cls)
+    if labels is not None:
+        model.class_names = labels
+    model.pretrained_cfg = {
+        "source": origin, "scheme": detected,
+        "image_size": cfg_json.get("image_size") or (cfg_json.get("pretrained_cfg") or {}).get("input_size"),
+        "preprocessor_config": pre_json,
+        "pretrained_cfg": cfg_json.get("pretrained_cfg"),
+        "preprocess": cfg_json.get("preprocess"),
+    }
+    return model
+
+
+def _looks_nested(sd: Mapping) -> bool:
+    return any(isinstance(v, Mapping) for v in sd.values())
+
+
+def _safetensors_meta(path: str) -> Dict[str, str]:
+    try:
+        from .checkpoint import read_safetensors_metadata
+        with open(path, "rb") as f:
+            head = f.read(16)
+        if len(head) < 9 or head[8:9] not in (b"{", b" "):
+            return {}
+        return read_safetensors_metadata(path) or {}
+    except Exception:
+        return {}
+
+
+def save(model, path: str, metadata: Optional[Dict[str, str]] = None) -> str:
+    """Write ``model``'s weights (timm names, BatchNorm unfolded) as
+    safetensors.  A path ending in ``.safetensors`` is a file; otherwise a
+    folder with ``model.safetensors`` + ``config.json`` (architecture, class
+    names, preprocessing) is written."""
+    cfg = {"architecture": model.cfg.name, "num_classes": model.cfg.num_classes}
+    if model.class_names:
+        cfg["label_names"] = list(model.class_names)
+    pc = getattr(model, "pretrained_cfg", {}) or {}
+    if pc.get("preprocess"):
+        cfg["preprocess"] = pc["preprocess"]
+    meta = {"format": "pt", "mobilevit_config": json.dumps(cfg)}
+    meta.update(metadata or {})
+    tensors = {k: np.ascontiguousarray(v) for k, v in model.state_dict().items()}
+    path = os.fspath(path)
+    if path.endswith(".safetensors"):
+        save_safetensors(path, tensors, meta)
+        return path
+    os.makedirs(path, exist_ok=True)
+    save_safetensors(os.path.join(path, "model.safetensors"), tensors, meta)
+    with open(os.path.join(path, "config.json"), "w", encoding="utf-8") as f:
+        json.dump(cfg, f, indent=2)
+    return path
+
+
+__all__ = ["from_pretrained", "save", "infer_variant"]

@@ -19,6 +19,7 @@ from . import ops
 from .config import MODEL_CONFIGS, MobileViTConfig, get_config, list_models
 from .model import LoadResult, MobileViT, StateDictError, create_model
 from .hub import from_pretrained
+from .predictor import Predictor
 from .checkpoint import CheckpointError, UnsafeCheckpointError, load_checkpoint
 
 __version__ = "0.1.0"
@@ -55,6 +56,6 @@ def available_isas() -> list:
     return _C.available_isas()
 
 
-__all__ = ["create_model", "from_pretrained", "load_checkpoint", "CheckpointError", "UnsafeCheckpointError", "list_models", "get_config", "MobileViT", "MobileViTConfig", "MODEL_CONFIGS",
+__all__ = ["create_model", "from_pretrained", "Predictor", "load_checkpoint", "CheckpointError", "UnsafeCheckpointError", "list_models", "get_config", "MobileViT", "MobileViTConfig", "MODEL_CONFIGS",
            "LoadResult", "StateDictError", "ops", "set_num_threads", "get_num_threads", "set_isa", "get_isa",
            "available_isas"]

@@ -326,6 +326,35 @@ done:
     return ret;
 }
 
+/* sep_attention(qkv[B,H,W,1+2D], ph, pw, nth) -> [B,H,W,D] */
+static void sep_run(void *c, int tid, int nth) { mv_sep_attention_nhwc_f32__ref(c, tid, nth); }
+static PyObject *py_sep_attention(PyObject *self, PyObject *args) {
+    PyObject *qo;
+    int ph, pw, nth;
+    if (!PyArg_ParseTuple(args, "Oiii", &qo, &ph, &pw, &nth)) return NULL;
+    PyArrayObject *Q = as_f32(qo, 4, "qkv"), *O = NULL;
+    float *scratch = NULL;
+    PyObject *ret = NULL;
+    if (!Q) return NULL;
+    int B = DIM(Q, 0), H = DIM(Q, 1), W = DIM(Q, 2), C = DIM(Q, 3);
+    if (C < 3 || (C - 1) % 2) { PyErr_Format(PyExc_ValueError, "sep_attention: %d channels is not 1 + 2 x dim", C); goto done; }
+    if (ph < 1 || pw < 1 || H % ph || W % pw) { PyErr_SetString(PyExc_ValueError, "sep_attention: H and W must be multiples of the patch size"); goto done; }
+    npy_intp dims[4] = {B, H, W, (C - 1) / 2};
+    if (!(O = new_f32(4, dims))) goto done;
+    int n = parse_threads(nth), D = (C - 1) / 2;
+    size_t per = mv_sep_attention_scratch_floats((H / ph) * (W / pw), D);
+    if (!(scratch = mv_aligned_alloc(per * (size_t)n * sizeof(float)))) { PyErr_NoMemory(); goto done; }
+    mv_sep_attention_args a = {B, H, W, ph, pw, D, F(Q), C, F(O), D, scratch};
+    Py_BEGIN_ALLOW_THREADS
+    run_parallel(sep_run, &a, n);
+    Py_END_ALLOW_THREADS
+    ret = (PyObject *)O; O = NULL;
+done:
+    mv_aligned_free(scratch);
+    Py_XDECREF(Q); Py_XDECREF(O);
+    return ret;
+}
+
 /* Generic wrappers for the reference-only kernels. */
 typedef struct {
     int kind;
@@ -338,7 +367,7 @@ typedef struct {
     mv_layernorm_fn lnf;
 } misc_task;
 
-enum { K_LN, K_GN, K_BN, K_ACT, K_ADD, K_CAT, K_UNF, K_FOLD, K_RESIZE, K_GAP, K_N2H, K_H2N };
+enum { K_LN, K_GN, K_BN, K_ACT, K_ADD, K_CAT, K_UNF, K_FOLD, K_RESIZE, K_GAP, K_N2H, K_H2N, K_CROP };
 
 static void misc_run(void *c, int tid, int nth) {
     misc_task *t = c;
@@ -352,6 +381,7 @@ static void misc_run(void *c, int tid, int nth) {
     case K_UNF: mv_unfold_nhwc_f32__ref(t->x, t->B, t->H, t->W, t->C, t->i0, t->i1, t->y, tid, nth); break;
     case K_FOLD: mv_fold_nhwc_f32__ref(t->x, t->B, t->H, t->W, t->C, t->i0, t->i1, t->y, tid, nth); break;
     case K_RESIZE: mv_resize_bilinear_nhwc_f32__ref(t->x, t->B, t->H, t->W, t->C, t->y, t->OH, t->OW, t->i0, tid, nth); break;
+    case K_CROP: mv_crop_pad_nhwc_f32__ref(t->x, t->B, t->H, t->W, t->C, t->y, t->OH, t->OW, tid, nth); break;
     case K_GAP: mv_gap_nhwc_f32__ref(t->x, t->B, (ptrdiff_t)t->H * t->W, t->C, t->C, t->y, tid, nth); break;
     case K_N2H: mv_nchw_to_nhwc_f32__ref(t->x, t->B, t->C, t->H, t->W, t->y, tid, nth); break;
     case K_H2N: mv_nhwc_to_nchw_f32__ref(t->x, t->B, t->C, t->H, t->W, t->C, t->y, tid, nth); break;
@@ -533,6 +563,24 @@ static PyObject *py_resize(PyObject *self, PyObject *args) {
     npy_intp dims[4] = {DIM(X, 0), OH, OW, DIM(X, 3)};
     if (!(Y = new_f32(4, dims))) goto done;
     misc_task t = {.kind = K_RESIZE, .x = F(X), .y = F(Y), .B = DIM(X, 0), .H = DIM(X, 1), .W = DIM(X, 2), .C = DIM(X, 3), .OH = OH, .OW = OW, .i0 = ac};
+    ret = finish_misc(&t, Y, nth); Y = NULL;
+done:
+    Py_XDECREF(X); Py_XDECREF(Y);
+    return ret;
+}
+
+/* crop_pad(x[B,H,W,C], OH, OW, nth) -> [B,OH,OW,C], top-left anchored */
+static PyObject *py_crop_pad(PyObject *self, PyObject *args) {
+    PyObject *xo;
+    int OH, OW, nth;
+    if (!PyArg_ParseTuple(args, "Oiii", &xo, &OH, &OW, &nth)) return NULL;
+    PyArrayObject *X = as_f32(xo, 4, "x"), *Y = NULL;
+    PyObject *ret = NULL;
+    if (!X) return NULL;
+    if (OH < 1 || OW < 1) { PyErr_SetString(PyExc_ValueError, "crop_pad: sizes must be >= 1"); goto done; }
+    npy_intp dims[4] = {DIM(X, 0), OH, OW, DIM(X, 3)};
+    if (!(Y = new_f32(4, dims))) goto done;
+    misc_task t = {.kind = K_CROP, .x = F(X), .y = F(Y), .B = DIM(X, 0), .H = DIM(X, 1), .W = DIM(X, 2), .C = DIM(X, 3), .OH = OH, .OW = OW};
     ret = finish_misc(&t, Y, nth); Y = NULL;
 done:
     Py_XDECREF(X); Py_XDECREF(Y);
@@ -859,6 +907,8 @@ static PyMethodDef methods[] = {
     {"dwconv2d", py_dwconv2d, METH_VARARGS, NULL},
     {"attention", py_attention, METH_VARARGS, NULL},
     {"layernorm", py_layernorm, METH_VARARGS, NULL},
+    {"sep_attention", py_sep_attention, METH_VARARGS, NULL},
+    {"crop_pad", py_crop_pad, METH_VARARGS, NULL},
     {"groupnorm1", py_groupnorm1, METH_VARARGS, NULL},
     {"batchnorm", py_batchnorm, METH_VARARGS, NULL},
     {"act", py_act, METH_VARARGS, NULL},

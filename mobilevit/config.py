@@ -43,6 +43,16 @@ class MobileViTConfig:
     in_channels: int = 3
     bn_eps: float = 1e-5
     ln_eps: float = 1e-5
+    version: int = 1                 # 1: MobileViT, 2: MobileViTv2 (separable attention)
+    # v2 only, feature maps with an odd side: "resize" = timm / ml-cvnets (block input resized
+    # up with align_corners=True, the network continues at the even size); "crop" = HF
+    # transformers (unfold drops the last row/column, fold writes zeros there)
+    odd_size: str = "resize"
+    output_stride: int = 32          # 16 or 8: dilated layer 5 (and 4), for segmentation
+    dilate_block_conv: bool = False  # v2 ml-cvnets segmentation dilates the block's local conv
+    head: str = "classifier"         # "classifier" or "deeplabv3"
+    aspp_channels: int = 256
+    aspp_rates: Tuple[int, int, int] = (6, 12, 18)
     extra: dict = field(default_factory=dict, compare=False)
 
     def to_dict(self):
@@ -63,6 +73,28 @@ MODEL_CONFIGS = {
         (_B(96, 144, 2), _B(128, 192, 4), _B(160, 240, 3)), expansion=4.0, final_channels=640),
 }
 
+
+def _clip(v, lo, hi):
+    return max(lo, min(hi, v))
+
+
+def _v2(alpha: float) -> MobileViTConfig:
+    """MobileViTv2 at width multiplier alpha (spec 8.1)."""
+    md = make_divisible
+    stem = md(_clip(32 * alpha, 16, 64), 8, 16)
+    l1, l2 = md(64 * alpha, 16), md(128 * alpha, 8)
+    chans = [md(c * alpha, 8) for c in (256, 384, 512)]
+    dims = [md(d * alpha, 8) for d in (128, 192, 256)]
+    name = f"mobilevitv2_{int(round(alpha * 100)):03d}"
+    blocks = tuple(_B(c, d, L, heads=1) for c, d, L in zip(chans, dims, (2, 4, 3)))
+    return MobileViTConfig(name, stem, (l1,), (l2, l2), blocks, expansion=2.0, final_channels=0,
+                           version=2)
+
+
+for _alpha in (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0):
+    _c = _v2(_alpha)
+    MODEL_CONFIGS[_c.name] = _c
+
 # names users of the three ecosystems type
 ALIASES = {
     "mobilevit_xx_small": "mobilevit_xxs", "mobilevit-xx-small": "mobilevit_xxs",
@@ -79,10 +111,19 @@ def list_models():
     return sorted(MODEL_CONFIGS)
 
 
+for _alpha in ("0.5", "0.75", "1.0", "1.25", "1.5", "1.75", "2.0"):
+    _n = f"mobilevitv2_{int(round(float(_alpha) * 100)):03d}"
+    ALIASES[f"apple/mobilevitv2-{_alpha}-imagenet1k-256"] = _n
+    ALIASES[f"mobilevitv2-{_alpha}"] = _n
+ALIASES["deeplabv3_mobilevit_s"] = "mobilevit_s"
+ALIASES["deeplabv3_mobilevit_xs"] = "mobilevit_xs"
+ALIASES["deeplabv3_mobilevit_xxs"] = "mobilevit_xxs"
+
+
 def get_config(name: str) -> MobileViTConfig:
     key = name.lower()
     key = ALIASES.get(key, key)
-    for suffix in (".cvnets_in1k", ".in1k"):
+    for suffix in (".cvnets_in1k", ".in1k", ".cvnets_in22k_ft_in1k", ".cvnets_in22k_ft_in1k_384"):
         if key.endswith(suffix):
             key = key[: -len(suffix)]
     if key not in MODEL_CONFIGS:

@@ -27,28 +27,37 @@ from .checkpoint import CheckpointError, extract_state_dict, load_checkpoint, sa
 from .config import MODEL_CONFIGS, get_config
 from .keymap import to_numpy, to_timm
 
-_FINAL_TO_NAME = {cfg.final_channels: name for name, cfg in MODEL_CONFIGS.items()}
 _HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
 
 
+_V1_BY_C5 = {cfg.blocks[-1].channels: name for name, cfg in MODEL_CONFIGS.items() if cfg.version == 1}
+_V2_BY_C5 = {cfg.blocks[-1].channels: name for name, cfg in MODEL_CONFIGS.items() if cfg.version == 2}
+
+
 def infer_variant(timm_sd: Mapping[str, object]) -> str:
-    """Variant from tensor shapes (the final 1x1 conv's width and the stage
-    channels identify XXS / XS / S)."""
-    w = timm_sd.get("final_conv.conv.weight")
+    """Variant from tensor shapes: v2 if the attention has ``qkv_proj``
+    (1 + 2d outputs), then the last stage's width picks XXS/XS/S or the v2
+    width multiplier."""
+    w = timm_sd.get("stages.4.1.conv_proj.conv.weight")
     if w is None:
-        raise CheckpointError("cannot tell the MobileViT variant: no final 1x1 conv "
-                              "(final_conv / conv_1x1_exp) in the checkpoint; pass model_name=")
-    shape = tuple(np.shape(w))
-    name = _FINAL_TO_NAME.get(shape[0])
-    if name is None or MODEL_CONFIGS[name].blocks[-1].channels != shape[1]:
-        raise CheckpointError(f"final conv of shape {shape} matches no known MobileViT v1 variant "
-                              f"({', '.join(sorted(MODEL_CONFIGS))}); pass model_name=")
+        raise CheckpointError("cannot tell the MobileViT variant: no stages.4 projection conv "
+                              "(layer_5 / encoder.layer.4) in the checkpoint; pass model_name=")
+    c5 = int(np.shape(w)[0])
+    v2 = any(".attn.qkv_proj." in k for k in timm_sd)
+    table = _V2_BY_C5 if v2 else _V1_BY_C5
+    name = table.get(c5)
+    if name is None:
+        raise CheckpointError(f"last stage width {c5} matches no known MobileViT{'v2' if v2 else ''} variant "
+                              f"({', '.join(sorted(table.values()))}); pass model_name=")
     return name
 
 
 def _num_classes(timm_sd) -> int:
     w = timm_sd.get("head.fc.weight")
     return 0 if w is None else int(np.shape(w)[0])
+
+
+
 
 
 def _read_json(path: str) -> dict:
@@ -60,9 +69,12 @@ def _read_json(path: str) -> dict:
 
 
 def _hf_variant(cfg: dict) -> Optional[str]:
+    if cfg.get("model_type") == "mobilevitv2" and cfg.get("width_multiplier") is not None:
+        name = f"mobilevitv2_{int(round(float(cfg['width_multiplier']) * 100)):03d}"
+        return name if name in MODEL_CONFIGS else None
     neck = cfg.get("neck_hidden_sizes")
-    if isinstance(neck, list) and neck:
-        return _FINAL_TO_NAME.get(int(neck[-1]))
+    if isinstance(neck, list) and len(neck) >= 6:
+        return _V1_BY_C5.get(int(neck[5]))
     return None
 
 
@@ -101,8 +113,6 @@ def from_pretrained(source, model_name: Optional[str] = None, num_classes: Optio
     mapping; see the module docstring.  ``model_name`` overrides the variant
     inferred from the tensors.  Class names come from ``config.json``
     (``id2label``) or from a folder written by :meth:`MobileViT.save`."""
-    from .model import MobileViT
-    from dataclasses import replace
 
     cfg_json: dict = {}
     pre_json = None
@@ -125,18 +135,31 @@ def from_pretrained(source, model_name: Optional[str] = None, num_classes: Optio
         raise TypeError(f"from_pretrained takes a path or a mapping, got {type(source).__name__}")
 
     timm_sd, detected = to_timm(raw, scheme)
-    if cfg_json.get("model_type") == "mobilevitv2" or any(k.startswith("mobilevitv2.") for k in raw):
-        raise NotImplementedError("MobileViTv2 checkpoints are not supported yet")
     name = model_name or cfg_json.get("architecture") or _hf_variant(cfg_json) or infer_variant(timm_sd)
     base = get_config(name)
-    n_cls = num_classes if num_classes is not None else _num_classes(timm_sd)
-    model = MobileViT(replace(base, num_classes=n_cls), build=False)
+    kwargs = {}
+    if any(k.startswith("seg_head.") for k in timm_sd):
+        w = timm_sd.get("seg_head.classifier.weight")
+        n_cls = num_classes if num_classes is not None else (int(np.shape(w)[0]) if w is not None else 21)
+        proj = timm_sd.get("seg_head.aspp.project.conv.weight")
+        kwargs = dict(head="deeplabv3",
+                      output_stride=int(cfg_json.get("output_stride") or 16),
+                      aspp_rates=tuple(cfg_json.get("atrous_rates") or (6, 12, 18)),
+                      aspp_channels=int(np.shape(proj)[0]) if proj is not None else None)
+        if base.version == 2 and detected == "cvnets":
+            kwargs["dilate_block_conv"] = True
+    else:
+        n_cls = num_classes if num_classes is not None else _num_classes(timm_sd)
+    if base.version == 2:
+        kwargs["odd_size"] = cfg_json.get("odd_size") or ("crop" if detected == "hf" else "resize")
+    from .model import create_model
+    model = create_model(name, num_classes=n_cls, **kwargs)
     model.load_state_dict(timm_sd, strict=strict, scheme="timm")
     labels = _labels_from(cfg_json, n_cls)
     if labels is not None:
         model.class_names = labels
     model.pretrained_cfg = {
-        "source": origin, "scheme": detected,
+        "source": origin, "scheme": detected, "architecture": name,
         "image_size": cfg_json.get("image_size") or (cfg_json.get("pretrained_cfg") or {}).get("input_size"),
         "preprocessor_config": pre_json,
         "pretrained_cfg": cfg_json.get("pretrained_cfg"),
@@ -166,7 +189,12 @@ def save(model, path: str, metadata: Optional[Dict[str, str]] = None) -> str:
     safetensors.  A path ending in ``.safetensors`` is a file; otherwise a
     folder with ``model.safetensors`` + ``config.json`` (architecture, class
     names, preprocessing) is written."""
-    cfg = {"architecture": model.cfg.name, "num_classes": model.cfg.num_classes}
+    c = model.cfg
+    cfg = {"architecture": c.name, "num_classes": c.num_classes}
+    if c.head == "deeplabv3":
+        cfg.update(output_stride=c.output_stride, atrous_rates=list(c.aspp_rates))
+    if c.version == 2:
+        cfg["odd_size"] = c.odd_size
     if model.class_names:
         cfg["label_names"] = list(model.class_names)
     pc = getattr(model, "pretrained_cfg", {}) or {}

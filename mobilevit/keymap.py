@@ -43,7 +43,8 @@ def strip_prefixes(sd: Mapping[str, object]) -> Dict[str, object]:
 
 def detect_scheme(keys) -> str:
     keys = list(keys)
-    if any(k.startswith("mobilevit.") or k.startswith("mobilevitv2.") for k in keys):
+    if any(k.startswith("mobilevit.") or k.startswith("mobilevitv2.") or k.startswith("segmentation_head.")
+           for k in keys):
         return "hf"
     if any(k.startswith("conv_1.block") or k.startswith("layer_1.") or ".global_rep." in k or
            k.startswith("encoder.conv_1.") for k in keys):
@@ -54,6 +55,18 @@ def detect_scheme(keys) -> str:
 _BN = {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"}
 
 _HF_RULES = [
+    (r"^segmentation_head\.aspp\.convs\.(\d)\.conv_1x1\.convolution\.", r"seg_head.aspp.convs.\1.conv."),
+    (r"^segmentation_head\.aspp\.convs\.(\d)\.conv_1x1\.normalization\.", r"seg_head.aspp.convs.\1.bn."),
+    (r"^segmentation_head\.aspp\.convs\.(\d)\.convolution\.", r"seg_head.aspp.convs.\1.conv."),
+    (r"^segmentation_head\.aspp\.convs\.(\d)\.normalization\.", r"seg_head.aspp.convs.\1.bn."),
+    (r"^segmentation_head\.aspp\.project\.convolution\.", "seg_head.aspp.project.conv."),
+    (r"^segmentation_head\.aspp\.project\.normalization\.", "seg_head.aspp.project.bn."),
+    (r"^segmentation_head\.classifier\.convolution\.", "seg_head.classifier."),
+    (r"^mobilevitv2\.", "mobilevit."),
+    (r"\.attention\.qkv_proj\.convolution\.", ".attn.qkv_proj."),
+    (r"\.attention\.out_proj\.convolution\.", ".attn.out_proj."),
+    (r"\.ffn\.conv1\.convolution\.", ".mlp.fc1."),
+    (r"\.ffn\.conv2\.convolution\.", ".mlp.fc2."),
     (r"^mobilevit\.conv_stem\.convolution\.", "stem.conv."),
     (r"^mobilevit\.conv_stem\.normalization\.", "stem.bn."),
     (r"^mobilevit\.conv_1x1_exp\.convolution\.", "final_conv.conv."),
@@ -82,6 +95,22 @@ _HF_RULES = [
 
 _CVNETS_RULES = [
     (r"^encoder\.", ""),
+    (r"^seg_head\.aspp\.aspp_layer\.convs\.(\d)\.aspp_pool\.conv_1x1\.block\.conv\.", r"seg_head.aspp.convs.\1.conv."),
+    (r"^seg_head\.aspp\.aspp_layer\.convs\.(\d)\.aspp_pool\.conv_1x1\.block\.norm\.", r"seg_head.aspp.convs.\1.bn."),
+    (r"^seg_head\.aspp\.aspp_layer\.convs\.(\d)\.block\.conv\.", r"seg_head.aspp.convs.\1.conv."),
+    (r"^seg_head\.aspp\.aspp_layer\.convs\.(\d)\.block\.norm\.", r"seg_head.aspp.convs.\1.bn."),
+    (r"^seg_head\.aspp\.aspp_layer\.project\.block\.conv\.", "seg_head.aspp.project.conv."),
+    (r"^seg_head\.aspp\.aspp_layer\.project\.block\.norm\.", "seg_head.aspp.project.bn."),
+    (r"^seg_head\.classifier\.classifier\.block\.conv\.", "seg_head.classifier."),
+    (r"^seg_head\.classifier\.block\.conv\.", "seg_head.classifier."),
+    (r"^classifier\.1\.", "head.fc."),
+    (r"\.local_rep\.0\.block\.", ".conv_kxk."),
+    (r"\.local_rep\.1\.block\.conv\.weight$", ".conv_1x1.weight"),
+    (r"\.global_rep\.(\d+)\.pre_norm_attn\.0\.", r".transformer.\1.norm1."),
+    (r"\.global_rep\.(\d+)\.pre_norm_attn\.1\.qkv_proj\.block\.conv\.", r".transformer.\1.attn.qkv_proj."),
+    (r"\.global_rep\.(\d+)\.pre_norm_attn\.1\.out_proj\.block\.conv\.", r".transformer.\1.attn.out_proj."),
+    (r"\.global_rep\.(\d+)\.pre_norm_ffn\.1\.block\.conv\.", r".transformer.\1.mlp.fc1."),
+    (r"\.global_rep\.(\d+)\.pre_norm_ffn\.3\.block\.conv\.", r".transformer.\1.mlp.fc2."),
     (r"^conv_1\.block\.conv\.", "stem.conv."),
     (r"^conv_1\.block\.norm\.", "stem.bn."),
     (r"^conv_1x1_exp\.block\.conv\.", "final_conv.conv."),
@@ -116,7 +145,7 @@ def _apply(rules, key: str) -> str:
 def _fix_cvnets_norm(key: str) -> str:
     # the generic ".norm." -> ".bn." rule must not touch the transformer's
     # LayerNorms ("transformer.i.norm1" and the block's final "norm")
-    if ".transformer." in key:
+    if ".transformer." in key or key.startswith("seg_head."):
         return key
     m = re.match(r"^(stages\.\d+\.1)\.bn\.(weight|bias)$", key)
     if m:  # final LayerNorm of a MobileViT block
@@ -148,9 +177,8 @@ def to_timm(sd: Mapping[str, object], scheme: str | None = None) -> Tuple[Dict[s
         return out, scheme
     if scheme == "cvnets":
         for k, v in sd.items():
-            if k.startswith("seg_head."):
-                out[k] = v
-                continue
+            if k.startswith("seg_head.aux_head.") or k.startswith("encoder.seg_head.aux_head."):
+                continue            # training-only auxiliary head (HF's converters drop it too)
             out[_fix_cvnets_norm(_apply(_CVNETS_RULES, k))] = v
         return out, scheme
     raise ValueError(f"unknown naming scheme {scheme!r}")

@@ -19,7 +19,8 @@ from .keymap import to_numpy, to_timm
 from .ops import fold_batchnorm
 
 OP_CONV, OP_DWCONV, OP_LAYERNORM, OP_ATTENTION, OP_RESIZE, OP_GAP = 1, 2, 3, 4, 5, 6
-ACT_NONE, ACT_SILU = _C.ACT_NONE, _C.ACT_SILU
+OP_GROUPNORM1, OP_CONCAT, OP_SEP_ATTENTION, OP_CROP_PAD = 9, 10, 11, 12
+ACT_NONE, ACT_SILU, ACT_RELU = _C.ACT_NONE, _C.ACT_SILU, _C.ACT_RELU
 
 MIN_SIDE = 32
 
@@ -55,22 +56,45 @@ def _bn_names(prefix: str, c: int):
             f"{prefix}.running_var": (c,)}
 
 
+def _ffn_dim(cfg: MobileViTConfig, d: int, mlp_ratio: float) -> int:
+    return int(d * mlp_ratio) if cfg.version == 1 else int((d * mlp_ratio) // 16 * 16)
+
+
+def stage_dilations(cfg: MobileViTConfig):
+    """(MV2 stride, MV2 depthwise dilation, block local-conv dilation) for
+    layers 3-5, following HF's encoder (and ml-cvnets'): output stride 16
+    makes layer 5's MV2 stride 1; 8 also layer 4's, with layer 5's depthwise
+    conv dilated by 2.  The v1 block conv is never dilated; the v2 one only
+    in ml-cvnets segmentation models (``dilate_block_conv``)."""
+    dil4 = 2 if cfg.output_stride == 8 else 1
+    dil5 = dil4 * 2 if cfg.output_stride in (8, 16) else dil4
+    out = [(2, 1, 1)]
+    for d in (dil4, dil5):
+        stride = 2 if d == 1 else 1
+        dw_dil = d // 2 if d > 1 else 1
+        block = d if (cfg.version == 2 and cfg.dilate_block_conv) else 1
+        out.append((stride, dw_dil, block))
+    return out
+
+
 def parameter_shapes(cfg: MobileViTConfig) -> Dict[str, Tuple[int, ...]]:
     """Every tensor the model needs (timm names, BN buffers included, no
-    ``num_batches_tracked``) with its shape, in network order."""
+    ``num_batches_tracked``) with its shape, in network order.  Segmentation
+    heads live under ``seg_head.``."""
     s: Dict[str, Tuple[int, ...]] = {}
     s["stem.conv.weight"] = (cfg.stem_channels, cfg.in_channels, 3, 3)
     s.update(_bn_names("stem.bn", cfg.stem_channels))
     cin = cfg.stem_channels
 
+    def conv_bn(prefix, cout, cin_g, k):
+        s[f"{prefix}.conv.weight"] = (cout, cin_g, k, k)
+        s.update(_bn_names(f"{prefix}.bn", cout))
+
     def mv2(prefix, cin, cout):
         hid = make_divisible(cin * cfg.expansion, 8)
-        s[f"{prefix}.conv1_1x1.conv.weight"] = (hid, cin, 1, 1)
-        s.update(_bn_names(f"{prefix}.conv1_1x1.bn", hid))
-        s[f"{prefix}.conv2_kxk.conv.weight"] = (hid, 1, 3, 3)
-        s.update(_bn_names(f"{prefix}.conv2_kxk.bn", hid))
-        s[f"{prefix}.conv3_1x1.conv.weight"] = (cout, hid, 1, 1)
-        s.update(_bn_names(f"{prefix}.conv3_1x1.bn", cout))
+        conv_bn(f"{prefix}.conv1_1x1", hid, cin, 1)
+        conv_bn(f"{prefix}.conv2_kxk", hid, 1, 3)
+        conv_bn(f"{prefix}.conv3_1x1", cout, hid, 1)
 
     for si, outs in enumerate((cfg.layer1, cfg.layer2)):
         for j, c in enumerate(outs):
@@ -80,35 +104,51 @@ def parameter_shapes(cfg: MobileViTConfig) -> Dict[str, Tuple[int, ...]]:
         si = bi + 2
         mv2(f"stages.{si}.0", cin, b.channels)
         p = f"stages.{si}.1"
-        C, d, f = b.channels, b.dim, int(b.dim * b.mlp_ratio)
-        s[f"{p}.conv_kxk.conv.weight"] = (C, C, 3, 3)
-        s.update(_bn_names(f"{p}.conv_kxk.bn", C))
+        C, d, f = b.channels, b.dim, _ffn_dim(cfg, b.dim, b.mlp_ratio)
+        conv_bn(f"{p}.conv_kxk", C, C if cfg.version == 1 else 1, 3)
         s[f"{p}.conv_1x1.weight"] = (d, C, 1, 1)
         for l in range(b.depth):
             t = f"{p}.transformer.{l}"
             s[f"{t}.norm1.weight"] = (d,)
             s[f"{t}.norm1.bias"] = (d,)
-            s[f"{t}.attn.qkv.weight"] = (3 * d, d)
-            s[f"{t}.attn.qkv.bias"] = (3 * d,)
-            s[f"{t}.attn.proj.weight"] = (d, d)
-            s[f"{t}.attn.proj.bias"] = (d,)
+            if cfg.version == 1:
+                s[f"{t}.attn.qkv.weight"] = (3 * d, d)
+                s[f"{t}.attn.qkv.bias"] = (3 * d,)
+                s[f"{t}.attn.proj.weight"] = (d, d)
+                s[f"{t}.attn.proj.bias"] = (d,)
+            else:
+                s[f"{t}.attn.qkv_proj.weight"] = (1 + 2 * d, d, 1, 1)
+                s[f"{t}.attn.qkv_proj.bias"] = (1 + 2 * d,)
+                s[f"{t}.attn.out_proj.weight"] = (d, d, 1, 1)
+                s[f"{t}.attn.out_proj.bias"] = (d,)
             s[f"{t}.norm2.weight"] = (d,)
             s[f"{t}.norm2.bias"] = (d,)
-            s[f"{t}.mlp.fc1.weight"] = (f, d)
+            tail = () if cfg.version == 1 else (1, 1)
+            s[f"{t}.mlp.fc1.weight"] = (f, d) + tail
             s[f"{t}.mlp.fc1.bias"] = (f,)
-            s[f"{t}.mlp.fc2.weight"] = (d, f)
+            s[f"{t}.mlp.fc2.weight"] = (d, f) + tail
             s[f"{t}.mlp.fc2.bias"] = (d,)
         s[f"{p}.norm.weight"] = (d,)
         s[f"{p}.norm.bias"] = (d,)
-        s[f"{p}.conv_proj.conv.weight"] = (C, d, 1, 1)
-        s.update(_bn_names(f"{p}.conv_proj.bn", C))
-        s[f"{p}.conv_fusion.conv.weight"] = (C, 2 * C, 3, 3)
-        s.update(_bn_names(f"{p}.conv_fusion.bn", C))
+        conv_bn(f"{p}.conv_proj", C, d, 1)
+        if cfg.version == 1:
+            conv_bn(f"{p}.conv_fusion", C, 2 * C, 3)
         cin = C
-    s["final_conv.conv.weight"] = (cfg.final_channels, cin, 1, 1)
-    s.update(_bn_names("final_conv.bn", cfg.final_channels))
+    if cfg.head == "deeplabv3":
+        a = cfg.aspp_channels
+        conv_bn("seg_head.aspp.convs.0", a, cin, 1)
+        for i in range(3):
+            conv_bn(f"seg_head.aspp.convs.{i + 1}", a, cin, 3)
+        conv_bn("seg_head.aspp.convs.4", a, cin, 1)
+        conv_bn("seg_head.aspp.project", a, 5 * a, 1)
+        s["seg_head.classifier.weight"] = (cfg.num_classes, a, 1, 1)
+        s["seg_head.classifier.bias"] = (cfg.num_classes,)
+        return s
+    if cfg.final_channels:
+        conv_bn("final_conv", cfg.final_channels, cin, 1)
+        cin = cfg.final_channels
     if cfg.num_classes > 0:
-        s["head.fc.weight"] = (cfg.num_classes, cfg.final_channels)
+        s["head.fc.weight"] = (cfg.num_classes, cin)
         s["head.fc.bias"] = (cfg.num_classes,)
     return s
 
@@ -129,7 +169,8 @@ class _GraphBuilder:
         ip = tuple(ip) + (0,) * (8 - len(ip))
         self.nodes.append((op, tuple(inputs), int(cout), ip, tuple(fp), w, b, g))
         names = {OP_CONV: "conv", OP_DWCONV: "depthwise 3x3", OP_LAYERNORM: "layernorm", OP_ATTENTION: "attention",
-                 OP_RESIZE: "resize", OP_GAP: "pool"}
+                 OP_RESIZE: "resize", OP_GAP: "pool", OP_GROUPNORM1: "groupnorm", OP_CONCAT: "concat",
+                 OP_SEP_ATTENTION: "separable attention", OP_CROP_PAD: "crop/pad"}
         fam = names.get(op, str(op))
         if op == OP_CONV:
             fam = f"conv {ip[0]}x{ip[1]}" + (" (fusion, 2 inputs)" if ip[6] else "")
@@ -160,6 +201,21 @@ class _GraphBuilder:
     def gap(self, x, c):
         return self._add(OP_GAP, [x], c)
 
+    def groupnorm(self, x, g, b, eps):
+        return self._add(OP_GROUPNORM1, [x], g.shape[0], (), (eps,), None, b, g)
+
+    def sep_attention(self, qkv, d, patch):
+        return self._add(OP_SEP_ATTENTION, [qkv], d, (patch, patch))
+
+    def crop_to_multiple(self, x, c, multiple):
+        return self._add(OP_CROP_PAD, [x], c, (0, multiple, multiple))
+
+    def pad_like(self, x, like, c):
+        return self._add(OP_CROP_PAD, [x, like], c, (1, 1, 1))
+
+    def concat(self, a, b):
+        return self._add(OP_CONCAT, [a, b], 0)
+
 
 class MobileViT:
     """MobileViT v1 classifier (XXS / XS / S) running on the C core.
@@ -175,6 +231,8 @@ class MobileViT:
         self.shapes = parameter_shapes(cfg)
         self.class_names: Optional[List[str]] = None
         self.pretrained_cfg: dict = {}
+        self.features_only = False
+        self.out_indices: Tuple[int, ...] = (0, 1, 2, 3, 4)
         self._graph = None
         if params is None:
             params = self._init_params(seed)
@@ -277,12 +335,12 @@ class MobileViT:
         self._stage_ids = []
         cin = cfg.stem_channels
 
-        def mv2(prefix, x, cin, cout, stride):
+        def mv2(prefix, x, cin, cout, stride, dw_dil=1):
             w1, b1 = self._folded(f"{prefix}.conv1_1x1")
             w2, b2 = self._folded(f"{prefix}.conv2_kxk")
             w3, b3 = self._folded(f"{prefix}.conv3_1x1")
             h = g.conv(x, w1, b1, 1, act=ACT_SILU)
-            h = g.dwconv(h, w2, b2, stride=stride, act=ACT_SILU)
+            h = g.dwconv(h, w2, b2, stride=stride, act=ACT_SILU, dil=dw_dil)
             return g.conv(h, w3, b3, 1, residual=x if (stride == 1 and cin == cout) else None)
 
         for si, outs in enumerate((cfg.layer1, cfg.layer2)):
@@ -290,52 +348,128 @@ class MobileViT:
                 x = mv2(f"stages.{si}.{j}", x, cin, c, 2 if (si == 1 and j == 0) else 1)
                 cin = c
             self._stage_ids.append(x)
-        for bi, blk in enumerate(cfg.blocks):
-            si = bi + 2
-            x = mv2(f"stages.{si}.0", x, cin, blk.channels, 2)
-            pre = f"stages.{si}.1"
-            d, eps = blk.dim, cfg.ln_eps
-            wk, bk = self._folded(f"{pre}.conv_kxk")
-            loc = g.conv(x, wk, bk, 3, act=ACT_SILU)
-            t0 = g.conv(loc, p[f"{pre}.conv_1x1.weight"], None, 1)
-            # odd maps: bilinear to an even size and back (all references do this)
-            t = g.resize_to_multiple(t0, d, blk.patch_size)
-            for l in range(blk.depth):
-                q = f"{pre}.transformer.{l}"
-                a = g.layernorm(t, p[f"{q}.norm1.weight"], p[f"{q}.norm1.bias"], eps)
-                g.tag = "transformer linear"
-                qkv = g.conv(a, p[f"{q}.attn.qkv.weight"], p[f"{q}.attn.qkv.bias"], 1)
-                g.tag = None
-                o = g.attention(qkv, d, blk.heads, blk.patch_size)
-                g.tag = "transformer linear"
-                t = g.conv(o, p[f"{q}.attn.proj.weight"], p[f"{q}.attn.proj.bias"], 1, residual=t)
-                g.tag = None
-                a = g.layernorm(t, p[f"{q}.norm2.weight"], p[f"{q}.norm2.bias"], eps)
-                g.tag = "transformer linear"
-                h = g.conv(a, p[f"{q}.mlp.fc1.weight"], p[f"{q}.mlp.fc1.bias"], 1, act=ACT_SILU)
-                t = g.conv(h, p[f"{q}.mlp.fc2.weight"], p[f"{q}.mlp.fc2.bias"], 1, residual=t)
-                g.tag = None
-            t = g.layernorm(t, p[f"{pre}.norm.weight"], p[f"{pre}.norm.bias"], eps)
-            t = g.resize_like(t, t0, d)
-            wp, bp = self._folded(f"{pre}.conv_proj")
-            proj = g.conv(t, wp, bp, 1, act=ACT_SILU)
-            wf, bf = self._folded(f"{pre}.conv_fusion")
-            x = g.conv(x, wf, bf, 3, act=ACT_SILU, x2=proj)   # cat([x, proj]) then 3x3
+        for bi, (blk, (stride, dw_dil, blk_dil)) in enumerate(zip(cfg.blocks, stage_dilations(cfg))):
+            pre = f"stages.{bi + 2}.1"
+            x = mv2(f"stages.{bi + 2}.0", x, cin, blk.channels, stride, dw_dil)
+            if cfg.version == 1:
+                x = self._v1_block(g, pre, blk, x)
+            else:
+                x = self._v2_block(g, pre, blk, x, blk_dil)
             cin = blk.channels
             self._stage_ids.append(x)
-        wfc, bfc = self._folded("final_conv")
-        x = g.conv(x, wfc, bfc, 1, act=ACT_SILU)
         self._final_id = x
-        x = g.gap(x, cfg.final_channels)
-        self._pool_id = x
         self._logits_id = None
-        if cfg.num_classes > 0:
-            self._logits_id = g.conv(x, p["head.fc.weight"], p["head.fc.bias"], 1)
+        self._pool_id = x
+        self._feature_ids = list(self._stage_ids)
+        if cfg.head == "none":
+            if cfg.final_channels:       # timm's features_only ends with final_conv
+                wfc, bfc = self._folded("final_conv")
+                self._final_id = g.conv(x, wfc, bfc, 1, act=ACT_SILU)
+                self._feature_ids[4] = self._final_id
+        elif cfg.head == "deeplabv3":
+            self._logits_id = self._deeplab_head(g, x, cin)
+            self._pool_id = self._logits_id
+        else:
+            if cfg.final_channels:
+                wfc, bfc = self._folded("final_conv")
+                x = g.conv(x, wfc, bfc, 1, act=ACT_SILU)
+                cin = cfg.final_channels
+            self._final_id = x
+            x = g.gap(x, cin)
+            self._pool_id = x
+            if cfg.num_classes > 0:
+                self._logits_id = g.conv(x, p["head.fc.weight"], p["head.fc.bias"], 1)
         self._graph = _C.Graph(cfg.in_channels, g.nodes)
         self._num_nodes = len(g.nodes)
         self._node_tags = g.tags
         if getattr(self, "_max_bytes", 0):
             self._graph.set_max_bytes(self._max_bytes)
+
+    def _v1_block(self, g, pre, blk, x):
+        """MobileViT block: local 3x3 + 1x1, transformer on 2x2-patch
+        sequences (attention addresses them in place), fold, 1x1 projection,
+        3x3 fusion of cat([x, proj])."""
+        p, d, eps = self.params, blk.dim, self.cfg.ln_eps
+        wk, bk = self._folded(f"{pre}.conv_kxk")
+        loc = g.conv(x, wk, bk, 3, act=ACT_SILU)
+        t0 = g.conv(loc, p[f"{pre}.conv_1x1.weight"], None, 1)
+        # odd maps: bilinear to an even size and back (all references do this)
+        t = g.resize_to_multiple(t0, d, blk.patch_size)
+        for l in range(blk.depth):
+            q = f"{pre}.transformer.{l}"
+            a = g.layernorm(t, p[f"{q}.norm1.weight"], p[f"{q}.norm1.bias"], eps)
+            g.tag = "transformer linear"
+            qkv = g.conv(a, p[f"{q}.attn.qkv.weight"], p[f"{q}.attn.qkv.bias"], 1)
+            g.tag = None
+            o = g.attention(qkv, d, blk.heads, blk.patch_size)
+            g.tag = "transformer linear"
+            t = g.conv(o, p[f"{q}.attn.proj.weight"], p[f"{q}.attn.proj.bias"], 1, residual=t)
+            g.tag = None
+            a = g.layernorm(t, p[f"{q}.norm2.weight"], p[f"{q}.norm2.bias"], eps)
+            g.tag = "transformer linear"
+            h = g.conv(a, p[f"{q}.mlp.fc1.weight"], p[f"{q}.mlp.fc1.bias"], 1, act=ACT_SILU)
+            t = g.conv(h, p[f"{q}.mlp.fc2.weight"], p[f"{q}.mlp.fc2.bias"], 1, residual=t)
+            g.tag = None
+        t = g.layernorm(t, p[f"{pre}.norm.weight"], p[f"{pre}.norm.bias"], eps)
+        t = g.resize_like(t, t0, d)
+        wp, bp = self._folded(f"{pre}.conv_proj")
+        proj = g.conv(t, wp, bp, 1, act=ACT_SILU)
+        wf, bf = self._folded(f"{pre}.conv_fusion")
+        return g.conv(x, wf, bf, 3, act=ACT_SILU, x2=proj)   # cat([x, proj]) then 3x3
+
+    def _v2_block(self, g, pre, blk, x, dil):
+        """MobileViTv2 block: depthwise local conv + 1x1, separable-attention
+        transformer with GroupNorm(1), 1x1 projection (no fusion)."""
+        p, d, eps, C = self.params, blk.dim, self.cfg.ln_eps, blk.channels
+        if self.cfg.odd_size == "resize":
+            x = g.resize_to_multiple(x, C, blk.patch_size, align_corners=True)
+        wk, bk = self._folded(f"{pre}.conv_kxk")
+        loc = g.dwconv(x, wk, bk, act=ACT_SILU, dil=dil)
+        t0 = g.conv(loc, p[f"{pre}.conv_1x1.weight"], None, 1)
+        t = t0 if self.cfg.odd_size == "resize" else g.crop_to_multiple(t0, d, blk.patch_size)
+        for l in range(blk.depth):
+            q = f"{pre}.transformer.{l}"
+            a = g.groupnorm(t, p[f"{q}.norm1.weight"], p[f"{q}.norm1.bias"], eps)
+            g.tag = "transformer linear"
+            qkv = g.conv(a, p[f"{q}.attn.qkv_proj.weight"], p[f"{q}.attn.qkv_proj.bias"], 1)
+            g.tag = None
+            o = g.sep_attention(qkv, d, blk.patch_size)
+            g.tag = "transformer linear"
+            t = g.conv(o, p[f"{q}.attn.out_proj.weight"], p[f"{q}.attn.out_proj.bias"], 1, residual=t)
+            g.tag = None
+            a = g.groupnorm(t, p[f"{q}.norm2.weight"], p[f"{q}.norm2.bias"], eps)
+            g.tag = "transformer linear"
+            h = g.conv(a, p[f"{q}.mlp.fc1.weight"], p[f"{q}.mlp.fc1.bias"], 1, act=ACT_SILU)
+            t = g.conv(h, p[f"{q}.mlp.fc2.weight"], p[f"{q}.mlp.fc2.bias"], 1, residual=t)
+            g.tag = None
+        t = g.groupnorm(t, p[f"{pre}.norm.weight"], p[f"{pre}.norm.bias"], eps)
+        if self.cfg.odd_size != "resize":
+            t = g.pad_like(t, t0, d)
+        wp, bp = self._folded(f"{pre}.conv_proj")
+        return g.conv(t, wp, bp, 1)
+
+    def _deeplab_head(self, g, x, cin):
+        """DeepLabv3: ASPP (1x1, three atrous 3x3, image pooling; BN + ReLU),
+        concat, 1x1 projection (BN + ReLU), 1x1 classifier with bias.  Logits
+        at the backbone's output stride, like HF."""
+        cfg, p, a = self.cfg, self.params, self.cfg.aspp_channels
+        g.tag = "aspp"
+        w, b = self._folded("seg_head.aspp.convs.0")
+        branches = [g.conv(x, w, b, 1, act=ACT_RELU)]
+        for i, rate in enumerate(cfg.aspp_rates):
+            w, b = self._folded(f"seg_head.aspp.convs.{i + 1}")
+            branches.append(g.conv(x, w, b, 3, act=ACT_RELU, dil=rate))
+        pooled = g.gap(x, cin)
+        w, b = self._folded("seg_head.aspp.convs.4")
+        pb = g.conv(pooled, w, b, 1, act=ACT_RELU)
+        branches.append(g.resize_like(pb, x, a))           # 1x1 -> HxW: a broadcast
+        cat = branches[0]
+        for br in branches[1:]:
+            cat = g.concat(cat, br)
+        w, b = self._folded("seg_head.aspp.project")
+        y = g.conv(cat, w, b, 1, act=ACT_RELU)
+        g.tag = None
+        return g.conv(y, p["seg_head.classifier.weight"], p["seg_head.classifier.bias"], 1)
 
     def _ensure_graph(self):
         if self._graph is None:
@@ -367,12 +501,47 @@ class MobileViT:
         a = self._check_input(x, check_finite)
         return self._ensure_graph().run(a, tuple(ids), 0 if num_threads is None else int(num_threads))
 
-    def forward(self, x, num_threads: Optional[int] = None, check_finite: bool = True) -> np.ndarray:
+    def forward(self, x, num_threads: Optional[int] = None, check_finite: bool = True):
         """Logits [B, num_classes] for a float32 NCHW batch (pooled features
-        [B, C] when the model has no classifier)."""
+        [B, C] when the model has no classifier).  Segmentation models return
+        logits [B, num_classes, H/os, W/os] (HF's ``logits``); models created
+        with ``features_only=True`` return the selected stage maps."""
+        self._ensure_graph()
+        if self.features_only:
+            feats = self._run(x, [self._feature_ids[i] for i in self.out_indices], num_threads, check_finite)
+            return feats
         out_id = self._logits_id if self._logits_id is not None else self._pool_id
         (y,) = self._run(x, [out_id], num_threads, check_finite)
+        if self.cfg.head == "deeplabv3":
+            return y
         return y.reshape(y.shape[0], y.shape[1])
+
+    def segment(self, image, preset=None, num_threads: Optional[int] = None) -> np.ndarray:
+        """Label mask [H, W] (int64) at the image's own resolution for one
+        image (path, PIL image or HWC array) or a preprocessed NCHW batch
+        ([B, H, W] masks).  Logits are bilinearly upsampled
+        (align_corners=False) to the input size before the argmax, as
+        transformers' ``post_process_semantic_segmentation`` does."""
+        if self.cfg.head != "deeplabv3":
+            raise ValueError("segment() needs a segmentation model (head='deeplabv3')")
+        from .ops import interpolate_bilinear
+        arr = np.asarray(image) if isinstance(image, np.ndarray) else None
+        if arr is not None and arr.ndim == 4:
+            logits = self.forward(arr, num_threads)
+            up = interpolate_bilinear(logits, arr.shape[2:], align_corners=False)
+            return up.argmax(axis=1)
+        from .imageio import load_image
+        from .preprocess import Preprocess
+        img = load_image(image)
+        if preset is None:
+            from .predictor import preset_for
+            preset = preset_for(self)
+        elif isinstance(preset, str):
+            preset = Preprocess.from_name(preset)
+        x = preset(img)[None]
+        logits = self.forward(x, num_threads)
+        up = interpolate_bilinear(logits, (img.height, img.width), align_corners=False)
+        return up[0].argmax(axis=0)
 
     __call__ = forward
 
@@ -381,10 +550,12 @@ class MobileViT:
         """Every stage's NCHW feature map: [layer1 .. layer5] (reductions 2,
         4, 8, 16, 32), the same tensors as HF's ``hidden_states`` and timm's
         ``features_only`` outputs."""
+        self._ensure_graph()
         return self._run(x, self._stage_ids, num_threads, check_finite)
 
     def forward_head_features(self, x, num_threads: Optional[int] = None) -> np.ndarray:
         """Output of the final 1x1 expansion conv (timm's ``forward_features``)."""
+        self._ensure_graph()
         (y,) = self._run(x, [self._final_id], num_threads)
         return y
 
@@ -392,6 +563,7 @@ class MobileViT:
         """Median seconds per op family over ``repeats`` forward passes (the
         nodes are timed between the workers' barriers)."""
         a = self._check_input(x)
+        self._ensure_graph()
         out_id = self._logits_id if self._logits_id is not None else self._pool_id
         runs = []
         for _ in range(max(1, repeats)):
@@ -406,8 +578,15 @@ class MobileViT:
 
     @property
     def feature_info(self) -> List[dict]:
+        """Channels and reduction of each stage (only the selected ones for a
+        ``features_only`` model), as timm's ``feature_info``."""
         chans = [self.cfg.layer1[-1], self.cfg.layer2[-1]] + [b.channels for b in self.cfg.blocks]
-        return [{"num_chs": c, "reduction": 2 ** (i + 1), "module": f"stages.{i}"} for i, c in enumerate(chans)]
+        red = [2, 4, 8, min(16, self.cfg.output_stride), min(32, self.cfg.output_stride)]
+        info = [{"num_chs": c, "reduction": r, "module": f"stages.{i}", "index": i}
+                for i, (c, r) in enumerate(zip(chans, red))]
+        if self.features_only and self.cfg.final_channels:
+            info[4] = dict(info[4], num_chs=self.cfg.final_channels, module="final_conv")
+        return [info[i] for i in self.out_indices] if self.features_only else info
 
     @property
     def num_classes(self) -> int:
@@ -426,28 +605,88 @@ class MobileViT:
     def __repr__(self):
         c = self.cfg
         blocks = ", ".join(f"C{b.channels}/d{b.dim}/L{b.depth}" for b in c.blocks)
-        return (f"MobileViT(name={c.name!r}, params={self.num_parameters() / 1e6:.2f}M, "
+        extra = ""
+        if c.head == "deeplabv3":
+            extra = f"head='deeplabv3', output_stride={c.output_stride}, "
+        elif self.features_only:
+            extra = f"features_only=True, out_indices={tuple(self.out_indices)}, "
+        if c.version == 2:
+            extra += f"odd_size={c.odd_size!r}, "
+        return (f"MobileViT(name={c.name!r}, params={self.num_parameters() / 1e6:.2f}M, {extra}"
                 f"num_classes={c.num_classes}, blocks=[{blocks}], final={c.final_channels}, "
                 f"isa={_C.get_isa()!r}, threads={_C.get_num_threads()})")
 
 
-def create_model(name: str, num_classes: int = 1000, pretrained: bool = False, weights=None,
-                 seed: Optional[int] = 0, **kwargs) -> MobileViT:
-    """Build ``mobilevit_xxs`` / ``mobilevit_xs`` / ``mobilevit_s``.
+def create_model(name: str, num_classes: Optional[int] = None, pretrained: bool = False, weights=None,
+                 seed: Optional[int] = 0, features_only: bool = False, out_indices: Sequence[int] = (0, 1, 2, 3, 4),
+                 head: Optional[str] = None, output_stride: Optional[int] = None, odd_size: Optional[str] = None,
+                 dilate_block_conv: Optional[bool] = None, aspp_channels: Optional[int] = None,
+                 aspp_rates: Optional[Sequence[int]] = None) -> MobileViT:
+    """Build a model by name: ``mobilevit_xxs`` / ``_xs`` / ``_s``,
+    ``mobilevitv2_050`` ... ``mobilevitv2_200``, or ``deeplabv3_<backbone>``.
 
     Weights start random (no hub access); load real ones with
-    ``model.load_state_dict(mapping)`` (timm, HF or ml-cvnets names) or pass
-    ``weights=mapping``.  ``num_classes=0`` drops the classifier.
+    ``model.load_state_dict(mapping)`` (timm, HF or ml-cvnets names), pass
+    ``weights=mapping``, or use :func:`mobilevit.from_pretrained`.
+
+    * ``num_classes``: classifier outputs (default 1000; 21 for DeepLabv3;
+      0 drops the classifier).
+    * ``features_only=True``: the model returns the stage maps chosen by
+      ``out_indices`` (0..4, reductions 2..32), like timm.
+    * ``head="deeplabv3"`` (or a ``deeplabv3_`` name): segmentation with
+      ``output_stride`` 16 (default) or 8, ASPP with ``aspp_channels`` and
+      ``aspp_rates``.
+    * ``odd_size`` (v2): "resize" (timm/ml-cvnets, default) or "crop" (HF).
     """
     if pretrained:
-        raise ValueError("pretrained weights cannot be downloaded; pass weights=<state dict> instead")
-    if kwargs:
-        raise TypeError(f"unexpected arguments: {', '.join(sorted(kwargs))}")
-    if not isinstance(num_classes, int) or num_classes < 0:
+        raise ValueError("pretrained weights cannot be downloaded; pass weights=<state dict> or use from_pretrained")
+    key = name.lower()
+    if key.startswith("deeplabv3_") or key.startswith("deeplabv3-"):
+        head = head or "deeplabv3"
+        key = key[len("deeplabv3_"):]
+    head = head or "classifier"
+    if head not in ("classifier", "deeplabv3", "none"):
+        raise ValueError(f"head must be 'classifier', 'deeplabv3' or 'none', got {head!r}")
+    if features_only:
+        head = "none"
+        bad = [i for i in out_indices if not isinstance(i, (int, np.integer)) or not 0 <= i <= 4]
+        if bad or not out_indices:
+            raise ValueError(f"out_indices must be stage indices in 0..4, got {tuple(out_indices)}")
+    if num_classes is None:
+        num_classes = 21 if head == "deeplabv3" else 1000
+    if not isinstance(num_classes, (int, np.integer)) or num_classes < 0:
         raise ValueError(f"num_classes must be a non-negative int, got {num_classes!r}")
+    if head == "deeplabv3" and num_classes < 1:
+        raise ValueError("a segmentation model needs num_classes >= 1")
     from dataclasses import replace
-    cfg = replace(get_config(name), num_classes=num_classes)
-    model = MobileViT(cfg, seed=seed)
+    base = get_config(key)
+    changes = {"num_classes": 0 if head == "none" else int(num_classes), "head": head}
+    if head == "deeplabv3":
+        changes["final_channels"] = 0
+        changes["output_stride"] = output_stride or 16
+        if base.version == 2:
+            changes.setdefault("aspp_channels", 512)
+    elif output_stride is not None:
+        changes["output_stride"] = output_stride
+    if changes.get("output_stride", 32) not in (8, 16, 32):
+        raise ValueError(f"output_stride must be 8, 16 or 32, got {changes['output_stride']}")
+    if odd_size is not None:
+        if odd_size not in ("resize", "crop"):
+            raise ValueError(f"odd_size must be 'resize' (timm/ml-cvnets) or 'crop' (HF), got {odd_size!r}")
+        changes["odd_size"] = odd_size
+    if dilate_block_conv is not None:
+        changes["dilate_block_conv"] = bool(dilate_block_conv)
+    if aspp_channels is not None:
+        changes["aspp_channels"] = int(aspp_channels)
+    if aspp_rates is not None:
+        changes["aspp_rates"] = tuple(int(r) for r in aspp_rates)
+    if head == "none" and not features_only:
+        changes["final_channels"] = 0
+    cfg = replace(base, **changes)
+    model = MobileViT(cfg, seed=seed, build=False)
+    if features_only:
+        model.features_only = True
+        model.out_indices = tuple(int(i) for i in out_indices)
     if weights is not None:
         model.load_state_dict(weights)
     return model

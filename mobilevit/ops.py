@@ -236,3 +236,21 @@ def fold_batchnorm(weight, running_mean, running_var, gamma, beta, eps=1e-5, bia
 
 
 __all__ = [n for n in dir() if not n.startswith("_") and n not in ("annotations", "math", "np", "Optional")]
+
+
+def separable_attention(qkv, patch_size=2, num_threads=None):
+    """MobileViTv2 separable self-attention between qkv_proj and out_proj, on
+    a feature map: ``qkv`` NCHW [B, 1 + 2D, H, W] -> [B, D, H, W].  Per 2x2
+    polyphase sequence: s = softmax_n(q), c = sum_n s_n k_n, out = relu(v) * c
+    (equal to timm's LinearSelfAttention on the unfolded [B, D, P, N] map)."""
+    ph, pw = (patch_size, patch_size) if isinstance(patch_size, int) else patch_size
+    return _nchw(_C.sep_attention(_nhwc(qkv, "qkv"), int(ph), int(pw), _nt(num_threads)))
+
+
+def crop_pad(x, size, num_threads=None):
+    """Top-left anchored crop or zero-pad of an NCHW map to ``size`` (h, w)."""
+    oh, ow = (size, size) if isinstance(size, int) else size
+    return _nchw(_C.crop_pad(_nhwc(x), int(oh), int(ow), _nt(num_threads)))
+
+
+__all__ = [n for n in dir() if not n.startswith("_") and n not in ("annotations", "math", "np", "Optional")]

@@ -69,3 +69,31 @@ def assert_close(ours, ref, tol=1e-4, what="output"):
     assert err <= tol * scale, (f"{what}: max abs diff {err:.3e} > {tol:g} x {scale:.3g} at {idx} "
                                 f"(ours {ours[idx] if ref.size else None}, ref {ref[idx] if ref.size else None})")
     return err / scale
+
+
+def timm_v2_model(name: str, seed: int = 0, num_classes: int = 1000):
+    return timm_model(name, seed, num_classes)
+
+
+def hf_v2_model(alpha: float, seed: int = 0, num_labels: int = 1000):
+    import torch
+    from transformers import MobileViTV2Config, MobileViTV2ForImageClassification
+    torch.manual_seed(seed)
+    cfg = MobileViTV2Config(num_labels=num_labels, width_multiplier=alpha)
+    return randomize_(MobileViTV2ForImageClassification(cfg), seed + 1)
+
+
+def hf_seg_model(name: str, seed: int = 0, num_labels: int = 21, output_stride: int = 16):
+    import torch
+    from transformers import MobileViTConfig, MobileViTForSemanticSegmentation
+    torch.manual_seed(seed)
+    cfg = MobileViTConfig(num_labels=num_labels, output_stride=output_stride, **HF_CONFIGS[name])
+    return randomize_(MobileViTForSemanticSegmentation(cfg), seed + 1)
+
+
+def hf_v2_seg_model(alpha: float, seed: int = 0, num_labels: int = 21, output_stride: int = 16):
+    import torch
+    from transformers import MobileViTV2Config, MobileViTV2ForSemanticSegmentation
+    torch.manual_seed(seed)
+    cfg = MobileViTV2Config(num_labels=num_labels, width_multiplier=alpha, output_stride=output_stride)
+    return randomize_(MobileViTV2ForSemanticSegmentation(cfg), seed + 1)

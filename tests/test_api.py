@@ -15,10 +15,14 @@ def xxs():
 
 
 def test_list_and_param_counts():
-    assert mobilevit.list_models() == ["mobilevit_s", "mobilevit_xs", "mobilevit_xxs"]
-    counts = {n: mobilevit.create_model(n).num_parameters() for n in mobilevit.list_models()}
-    # exact counts of the released architectures (spec 1.3; timm agrees)
-    assert counts == {"mobilevit_xxs": 1272024, "mobilevit_xs": 2317848, "mobilevit_s": 5578632}
+    names = mobilevit.list_models()
+    assert {"mobilevit_s", "mobilevit_xs", "mobilevit_xxs", "mobilevitv2_050", "mobilevitv2_200"} <= set(names)
+    counts = {n: mobilevit.create_model(n).num_parameters() for n in names}
+    # exact counts of the released architectures (spec 1.3 and 8.1; timm agrees)
+    assert counts == {"mobilevit_xxs": 1272024, "mobilevit_xs": 2317848, "mobilevit_s": 5578632,
+                      "mobilevitv2_050": 1370593, "mobilevitv2_075": 2866009, "mobilevitv2_100": 4901841,
+                      "mobilevitv2_125": 7478089, "mobilevitv2_150": 10594753, "mobilevitv2_175": 14251833,
+                      "mobilevitv2_200": 18449329}
 
 
 def test_repr_and_feature_info(xxs):

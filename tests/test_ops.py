@@ -217,3 +217,28 @@ def test_op_errors(rng):
         ops.silu(np.zeros(3, np.float32), isa="sse9")
     with pytest.raises(TypeError):
         ops.silu(np.array(["a", "b"]))
+
+
+@pytest.mark.parametrize("hw", [(2, 2), (8, 6), (16, 16), (4, 34)])
+@pytest.mark.parametrize("d", [1, 7, 16, 33])
+def test_separable_attention_matches_v2_reference(rng, hw, d):
+    """Against torch on the unfolded [B, D, P, N] layout, as timm computes it."""
+    B = 2
+    qkv = rng.standard_normal((B, 1 + 2 * d, *hw)).astype(np.float32)
+    y = both_thread_counts(lambda n: ops.separable_attention(qkv, 2, num_threads=n))
+    x = t(qkv)
+    H, W = hw
+    u = x.reshape(B, 1 + 2 * d, H // 2, 2, W // 2, 2).permute(0, 1, 3, 5, 2, 4).reshape(B, 1 + 2 * d, 4, -1)
+    q, k, v = u.split([1, d, d], dim=1)
+    ctx = (k * q.softmax(dim=-1)).sum(dim=-1, keepdim=True)
+    out = F.relu(v) * ctx.expand_as(v)
+    ref = out.reshape(B, d, 2, 2, H // 2, W // 2).permute(0, 1, 4, 2, 5, 3).reshape(B, d, H, W)
+    assert_close(y, ref.numpy(), 1e-5, "separable attention")
+
+
+def test_crop_pad(rng):
+    x = rng.standard_normal((2, 3, 5, 7)).astype(np.float32)
+    np.testing.assert_array_equal(ops.crop_pad(x, (4, 6)), x[:, :, :4, :6])
+    y = ops.crop_pad(x, (6, 9))
+    np.testing.assert_array_equal(y[:, :, :5, :7], x)
+    assert not y[:, :, 5:].any() and not y[:, :, :, 7:].any()

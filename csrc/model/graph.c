@@ -100,6 +100,18 @@ mv_status mv_graph_set_node(mv_graph *g, int index, const mv_node *spec,
         }
         n.cout = cin[0] / 3;
         break;
+    case MV_OP_SEP_ATTENTION:
+        if (cin[0] < 3 || (cin[0] - 1) % 2 || n.ip[0] < 1 || n.ip[1] < 1) {
+            ERR("node %d: separable attention input has %d channels, not 1 + 2 x dim", index, cin[0]);
+            return MV_ERR_ARG;
+        }
+        n.cout = (cin[0] - 1) / 2;
+        break;
+    case MV_OP_CROP_PAD:
+        n.cout = cin[0];
+        if ((n.ip[0] == 0 && (n.nin != 1 || n.ip[1] < 1 || n.ip[2] < 1)) || (n.ip[0] == 1 && n.nin != 2) ||
+            n.ip[0] < 0 || n.ip[0] > 1) { ERR("node %d: bad crop/pad parameters", index); return MV_ERR_ARG; }
+        break;
     case MV_OP_RESIZE:
         n.cout = cin[0];
         if ((n.ip[0] == 0 && (n.nin != 1 || n.ip[1] < 1 || n.ip[2] < 1)) || (n.ip[0] == 1 && n.nin != 2) ||
@@ -225,6 +237,30 @@ mv_status mv_plan_init(mv_plan *p, const mv_graph *g, int B, int H, int W,
             if (s > scratch) scratch = s;
             break;
         }
+        case MV_OP_SEP_ATTENTION: {
+            int ph = n->ip[0], pw = n->ip[1];
+            if (x->H % ph || x->W % pw) {
+                ERR("node %d: attention needs a map divisible by the %dx%d patch, got %dx%d", i, ph, pw, x->H, x->W);
+                st = MV_ERR_ARG; goto done;
+            }
+            size_t s = mv_sep_attention_scratch_floats((x->H / ph) * (x->W / pw), n->cout);
+            if (s > scratch) scratch = s;
+            break;
+        }
+        case MV_OP_CROP_PAD:
+            if (n->ip[0] == 0) {
+                o->H = x->H / n->ip[1] * n->ip[1];
+                o->W = x->W / n->ip[2] * n->ip[2];
+                if (o->H < 1 || o->W < 1) {
+                    ERR("node %d: a %dx%d map is smaller than the %dx%d patch", i, x->H, x->W, n->ip[1], n->ip[2]);
+                    st = MV_ERR_ARG; goto done;
+                }
+            } else {
+                o->H = t[n->in[1]].H;
+                o->W = t[n->in[1]].W;
+            }
+            if (o->H == x->H && o->W == x->W) o->root = x->root;   /* identity: alias */
+            break;
         case MV_OP_RESIZE:
             if (n->ip[0] == 0) {
                 o->H = (x->H + n->ip[1] - 1) / n->ip[1] * n->ip[1];
@@ -349,6 +385,16 @@ static void run_node(const mv_graph *g, const mv_plan *p, int i,
     case MV_OP_RESIZE:
         if (o->root != i + 1) break;     /* identity alias */
         mv_resize_bilinear_nhwc_f32__ref(X, x->B, x->H, x->W, x->C, Y, o->H, o->W, n->ip[3], tid, nth);
+        break;
+    case MV_OP_SEP_ATTENTION: {
+        mv_sep_attention_args a = {x->B, x->H, x->W, n->ip[0], n->ip[1], o->C, X, x->C, Y, o->C,
+                                   A + p->scratch_offset};
+        mv_sep_attention_nhwc_f32__ref(&a, tid, nth);
+        break;
+    }
+    case MV_OP_CROP_PAD:
+        if (o->root != i + 1) break;     /* identity alias */
+        mv_crop_pad_nhwc_f32__ref(X, x->B, x->H, x->W, x->C, Y, o->H, o->W, tid, nth);
         break;
     case MV_OP_GAP:
         mv_gap_nhwc_f32__ref(X, x->B, (ptrdiff_t)x->H * x->W, x->C, x->C, Y, tid, nth);

@@ -30,7 +30,8 @@ typedef enum {
     MV_OP_ACT = 8,        /* in: x */
     MV_OP_GROUPNORM1 = 9, /* in: x; GroupNorm(1, C) per image */
     MV_OP_CONCAT = 10,    /* in: a, b */
-    MV_OP_LINEAR_ATTENTION = 11, /* reserved: MobileViTv2 separable attention */
+    MV_OP_SEP_ATTENTION = 11, /* in: qkv (1 + 2D channels) -> D; MobileViTv2 */
+    MV_OP_CROP_PAD = 12,  /* in: x [, like]; mode 0: crop to a multiple of (ph, pw); 1: zero-pad to like */
 } mv_op;
 
 #define MV_MAX_IN 3
@@ -42,7 +43,8 @@ typedef struct {
     int cout;             /* output channels */
     /* conv: kh, kw, stride, pad, dil, act, has_x2, has_residual
      * dwconv: stride, pad, dil, act
-     * attention: heads, ph, pw
+     * attention: heads, ph, pw;  sep_attention: ph, pw
+     * crop_pad: mode, ph, pw
      * resize: mode (0: up to a multiple of (ph, pw); 1: like in[1]), ph, pw,
      *         align_corners
      * act: act */

@@ -53,3 +53,41 @@ void mv_attention_nhwc_f32__ref(const mv_attention_args *a, int tid, int nth) {
         }
     }
 }
+
+/* ---- MobileViTv2 separable attention ---------------------------------------*/
+size_t mv_sep_attention_scratch_floats(int N, int D) {
+    return (size_t)MV_ROUND_UP(N, 16) + (size_t)MV_ROUND_UP(D, 16) + 32;
+}
+
+/* Reference: per sequence, softmax of the N query scalars (max-subtracted,
+ * sum in n order), context c[k] = sum_n s_n k_n[k] in n order, then
+ * out = relu(v) * c.  Split over sequences. */
+void mv_sep_attention_nhwc_f32__ref(const mv_sep_attention_args *a, int tid, int nth) {
+    int P = a->ph * a->pw, nW = a->W / a->pw, N = (a->H / a->ph) * nW, D = a->D;
+    float *s = a->scratch + (size_t)tid * mv_sep_attention_scratch_floats(N, D);
+    float *c = s + MV_ROUND_UP(N, 16);
+    ptrdiff_t q0, q1;
+    mv_partition((ptrdiff_t)a->B * P, tid, nth, &q0, &q1);
+    for (ptrdiff_t seq = q0; seq < q1; seq++) {
+        int b = (int)(seq / P), p = (int)(seq % P), py = p / a->pw, px = p % a->pw;
+#define SEP_ROW(n) (((ptrdiff_t)b * a->H + ((n) / nW) * a->ph + py) * a->W + ((n) % nW) * a->pw + px)
+        float mx = -INFINITY, sum = 0.0f;
+        for (int n = 0; n < N; n++) {
+            s[n] = a->QKV[SEP_ROW(n) * a->ldqkv];
+            if (s[n] > mx) mx = s[n];
+        }
+        for (int n = 0; n < N; n++) { s[n] = expf(s[n] - mx); sum += s[n]; }
+        for (int n = 0; n < N; n++) s[n] /= sum;
+        for (int k = 0; k < D; k++) c[k] = 0.0f;
+        for (int n = 0; n < N; n++) {
+            const float *key = a->QKV + SEP_ROW(n) * a->ldqkv + 1;
+            for (int k = 0; k < D; k++) c[k] += key[k] * s[n];
+        }
+        for (int n = 0; n < N; n++) {
+            const float *v = a->QKV + SEP_ROW(n) * a->ldqkv + 1 + D;
+            float *o = a->O + SEP_ROW(n) * a->ldo;
+            for (int k = 0; k < D; k++) o[k] = (v[k] > 0.0f ? v[k] : 0.0f) * c[k];
+        }
+#undef SEP_ROW
+    }
+}

@@ -119,6 +119,30 @@ void mv_attention_nhwc_f32__ref(const mv_attention_args *a, int tid, int nth);
 void mv_attention_nhwc_f32__avx2(const mv_attention_args *a, int tid, int nth);
 void mv_attention_nhwc_f32__avx512(const mv_attention_args *a, int tid, int nth);
 
+/* ---- MobileViTv2 separable self-attention (no projections) ---------------
+ * qkv rows are [q (1) | k (D) | v (D)].  For each sequence (b, py, px) of
+ * patch-grouped pixels (as in mv_attention_args):
+ *   s_n = softmax_n(q_n),  c = sum_n s_n k_n,  out_n = relu(v_n) * c.
+ * Mirrors timm LinearSelfAttention / HF MobileViTV2LinearSelfAttention
+ * between qkv_proj and out_proj.  Parallel over sequences; scratch per
+ * worker: mv_sep_attention_scratch_floats(N, D). */
+typedef struct {
+    int B, H, W, ph, pw, D;
+    const float *QKV; ptrdiff_t ldqkv;
+    float *O; ptrdiff_t ldo;
+    float *scratch;
+} mv_sep_attention_args;
+
+size_t mv_sep_attention_scratch_floats(int N, int D);
+void mv_sep_attention_nhwc_f32__ref(const mv_sep_attention_args *a, int tid, int nth);
+
+/* ---- crop / zero-pad (top-left anchored) ----------------------------------
+ * Y[b, y, x] = X[b, y, x] where inside both, else 0.  Used for HF
+ * MobileViTv2's odd-size handling (unfold drops the last row/column, fold
+ * writes zeros there). */
+void mv_crop_pad_nhwc_f32__ref(const float *X, int B, int H, int W, int C,
+                               float *Y, int OH, int OW, int tid, int nth);
+
 /* ---- LayerNorm over the channel axis of each row -------------------------
  * Y = (X - mean) / sqrt(var + eps) * gamma + beta, biased variance, two-pass.
  * Mirrors torch.nn.LayerNorm(D).  Parallel over rows. */

@@ -1,6 +1,7 @@
 /* resize.c - bilinear resize with PyTorch's index rules (antialias off).
  * See ops.h for the contract. */
 #include <math.h>
+#include <string.h>
 #include "ops.h"
 
 /* Source coordinate as aten's area_pixel_compute_source_index, in float. */
@@ -42,6 +43,23 @@ void mv_resize_bilinear_nhwc_f32__ref(const float *X, int B, int H, int W,
                 float bot = (1.0f - lx) * row1[(ptrdiff_t)x0 * C + c] + lx * row1[(ptrdiff_t)x1 * C + c];
                 y[c] = (1.0f - ly) * top + ly * bot;
             }
+        }
+    }
+}
+
+void mv_crop_pad_nhwc_f32__ref(const float *X, int B, int H, int W, int C,
+                               float *Y, int OH, int OW, int tid, int nth) {
+    ptrdiff_t r0, r1;
+    mv_partition((ptrdiff_t)B * OH, tid, nth, &r0, &r1);
+    int cw = MV_MIN(W, OW);
+    for (ptrdiff_t r = r0; r < r1; r++) {
+        int b = (int)(r / OH), y = (int)(r % OH);
+        float *dst = Y + r * OW * C;
+        if (y < H) {
+            memcpy(dst, X + (((ptrdiff_t)b * H + y) * W) * C, sizeof(float) * (size_t)cw * C);
+            memset(dst + (ptrdiff_t)cw * C, 0, sizeof(float) * (size_t)(OW - cw) * C);
+        } else {
+            memset(dst, 0, sizeof(float) * (size_t)OW * C);
         }
     }
 }

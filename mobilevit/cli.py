@@ -2,6 +2,7 @@
 
     mobilevit predict PATHS... [--weights FILE_OR_DIR] [--top-k 5] [--batch-size N]
                      [--threads N] [--output preds.jsonl|preds.csv] [--multi-scale]
+    mobilevit segment PATHS... --weights DIR --output DIR [--overlay]
     mobilevit info
 
 With no PATHS and no --weights, the bundled default model classifies the
@@ -131,6 +132,62 @@ def cmd_predict(args) -> int:
     return 0 if ok > 0 else 1
 
 
+def _palette(n: int):
+    """PASCAL VOC-style colour map (bit-interleaved label index)."""
+    pal = []
+    for i in range(256):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        pal += [r, g, b]
+    return pal
+
+
+def cmd_segment(args) -> int:
+    import numpy as np
+    from PIL import Image
+
+    import mobilevit
+    from .imageio import load_image
+    from .predictor import preset_for
+    if args.threads:
+        mobilevit.set_num_threads(args.threads)
+    try:
+        model = mobilevit.from_pretrained(args.weights)
+    except Exception as e:
+        print(f"mobilevit segment: cannot load weights {args.weights!r}: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    if model.cfg.head != "deeplabv3":
+        print("mobilevit segment: the weights are not a segmentation model (no DeepLabv3 head)", file=sys.stderr)
+        return 2
+    os.makedirs(args.output, exist_ok=True)
+    preset = preset_for(model) if args.preset is None else args.preset
+    pal = _palette(model.num_classes)
+    ok = failed = 0
+    for path in expand_paths(args.paths):
+        stem = os.path.splitext(os.path.basename(path))[0]
+        try:
+            img = load_image(path)
+            mask = model.segment(img, preset=preset)
+            out = Image.fromarray(mask.astype(np.uint8), mode="P")
+            out.putpalette(pal)
+            out.save(os.path.join(args.output, stem + "_mask.png"))
+            if args.overlay:
+                color = out.convert("RGB")
+                Image.blend(img, color, 0.5).save(os.path.join(args.output, stem + "_overlay.png"))
+            print(f"{path}\t{os.path.join(args.output, stem + '_mask.png')}", flush=True)
+            ok += 1
+        except Exception as e:
+            print(f"{path}\tERROR\t{type(e).__name__}: {e}", flush=True)
+            failed += 1
+    print(f"mobilevit segment: {ok} segmented, {failed} failed", file=sys.stderr)
+    return 0 if ok > 0 else 1
+
+
 def cmd_info(args) -> int:
     import mobilevit
     from . import _C
@@ -155,6 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", help="preprocessing preset (hf, timm, cvnets, ...); default: the checkpoint's")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_predict)
+    sg = sub.add_parser("segment", help="semantic segmentation masks (DeepLabv3 checkpoints)")
+    sg.add_argument("paths", nargs="+", help="image files, folders or globs")
+    sg.add_argument("--weights", required=True, help="DeepLabv3 checkpoint file or model folder")
+    sg.add_argument("--output", required=True, help="folder for <name>_mask.png (palette PNG)")
+    sg.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png")
+    sg.add_argument("--preset", help="preprocessing preset; default: the checkpoint's")
+    sg.add_argument("--threads", type=int, default=0)
+    sg.set_defaults(func=cmd_segment)
     i = sub.add_parser("info", help="build and CPU information")
     i.set_defaults(func=cmd_info)
     return ap

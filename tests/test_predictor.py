@@ -123,3 +123,17 @@ def test_cli_exit_code_when_nothing_works(tmp_path, model):
     bad.write_bytes(b"nope")
     assert main(["predict", str(bad), "--weights", weights]) == 1
     assert main(["predict", str(bad), "--weights", str(tmp_path / "nothing")]) == 2
+
+
+def test_cli_segment_writes_palette_masks(tmp_path):
+    m = mobilevit.create_model("deeplabv3_mobilevit_xxs", num_classes=4, seed=3)
+    weights = m.save(str(tmp_path / "seg"))
+    paths = _images(tmp_path, [(70, 90), (64, 64)], bad={1})
+    out = tmp_path / "masks"
+    assert main(["segment", *paths, "--weights", weights, "--output", str(out), "--overlay", "--preset", "hf"]) == 0
+    mask = Image.open(out / "img_000_mask.png")
+    assert mask.mode == "P" and mask.size == (90, 70)
+    assert set(np.unique(np.asarray(mask))) <= set(range(4))
+    assert (out / "img_000_overlay.png").exists() and not (out / "img_001_mask.png").exists()
+    expected = m.segment(paths[0], preset="hf")
+    np.testing.assert_array_equal(np.asarray(mask), expected)

@@ -18,6 +18,15 @@
 
 static atomic_int g_isa = MV_ISA_REF;
 static atomic_int g_threads = 1;
+/* libgomp's thread pool does not survive fork(): a child forked after the
+ * parent ran a parallel region would hang in its first one.  Children run
+ * single-threaded instead (see run_parallel / mv_plan_run). */
+static atomic_int g_omp_used = 0;
+static atomic_int g_forked_child = 0;
+
+static void mv_atfork_child(void) {
+    if (atomic_load(&g_omp_used)) atomic_store(&g_forked_child, 1);
+}
 
 static int max_threads_default(void) {
 #ifdef _OPENMP
@@ -32,6 +41,7 @@ typedef void (*task_fn)(void *ctx, int tid, int nth);
 static void run_parallel(task_fn f, void *ctx, int nth) {
 #ifdef _OPENMP
     if (nth > 1) {
+        atomic_store(&g_omp_used, 1);
 #pragma omp parallel num_threads(nth)
         f(ctx, omp_get_thread_num(), omp_get_num_threads());
         return;
@@ -99,7 +109,10 @@ static int check_isa(int isa) {
     return 0;
 }
 
-static int parse_threads(int nth) { return nth > 0 ? nth : atomic_load(&g_threads); }
+static int parse_threads(int nth) {
+    if (atomic_load(&g_forked_child)) return 1;
+    return nth > 0 ? nth : atomic_load(&g_threads);
+}
 
 /* ---- module-level settings ------------------------------------------------ */
 
@@ -145,8 +158,13 @@ static PyObject *py_set_num_threads(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+static int parse_threads(int nth);
 static PyObject *py_get_num_threads(PyObject *self, PyObject *noargs) {
-    return PyLong_FromLong(atomic_load(&g_threads));
+    return PyLong_FromLong(parse_threads(0));
+}
+
+static PyObject *py_forked_child(PyObject *self, PyObject *noargs) {
+    return PyBool_FromLong(atomic_load(&g_forked_child));
 }
 
 static PyObject *py_has_openmp(PyObject *self, PyObject *noargs) {
@@ -758,7 +776,8 @@ static PyObject *Graph_run(GraphObject *self, PyObject *args) {
         PyErr_Format(PyExc_ValueError, "expected %d input channels (NCHW), got %d", self->g->in_channels, C);
         Py_DECREF(X); return NULL;
     }
-    nth = nth > 0 ? nth : atomic_load(&g_threads);
+    nth = parse_threads(nth);
+    if (nth > 1) atomic_store(&g_omp_used, 1);
     mv_isa isa = (mv_isa)atomic_load(&g_isa);
     mv_plan tmp, *plan = NULL;
     int own_lock = 0;
@@ -902,6 +921,7 @@ static PyMethodDef methods[] = {
     {"set_num_threads", py_set_num_threads, METH_VARARGS, NULL},
     {"get_num_threads", py_get_num_threads, METH_NOARGS, NULL},
     {"has_openmp", py_has_openmp, METH_NOARGS, NULL},
+    {"forked_child", py_forked_child, METH_NOARGS, NULL},
     {"gemm", py_gemm, METH_VARARGS, NULL},
     {"conv2d", py_conv2d, METH_VARARGS, NULL},
     {"dwconv2d", py_dwconv2d, METH_VARARGS, NULL},
@@ -935,6 +955,7 @@ PyMODINIT_FUNC PyInit__C(void) {
     Py_INCREF(&GraphType);
     if (PyModule_AddObject(m, "Graph", (PyObject *)&GraphType) < 0) { Py_DECREF(&GraphType); Py_DECREF(m); return NULL; }
     atomic_store(&g_isa, (int)mv_detect_isa());
+    pthread_atfork(NULL, NULL, mv_atfork_child);
     atomic_store(&g_threads, max_threads_default());
     PyModule_AddIntConstant(m, "ISA_REF", MV_ISA_REF);
     PyModule_AddIntConstant(m, "ISA_AVX2", MV_ISA_AVX2);

@@ -17,7 +17,7 @@ except ImportError as e:  # pragma: no cover - only in an unbuilt source tree
         "`pip install -e .` / `python setup.py build_ext --inplace`.") from e
 from . import ops
 from .config import MODEL_CONFIGS, MobileViTConfig, get_config, list_models
-from .model import LoadResult, MobileViT, StateDictError, create_model
+from .model import LoadResult, MobileViT, StateDictError, create_model, set_default_memory_limit
 from .hub import from_pretrained
 from .predictor import Predictor
 from .checkpoint import CheckpointError, UnsafeCheckpointError, load_checkpoint
@@ -56,6 +56,6 @@ def available_isas() -> list:
     return _C.available_isas()
 
 
-__all__ = ["create_model", "from_pretrained", "Predictor", "load_checkpoint", "CheckpointError", "UnsafeCheckpointError", "list_models", "get_config", "MobileViT", "MobileViTConfig", "MODEL_CONFIGS",
+__all__ = ["set_default_memory_limit", "create_model", "from_pretrained", "Predictor", "load_checkpoint", "CheckpointError", "UnsafeCheckpointError", "list_models", "get_config", "MobileViT", "MobileViTConfig", "MODEL_CONFIGS",
            "LoadResult", "StateDictError", "ops", "set_num_threads", "get_num_threads", "set_isa", "get_isa",
            "available_isas"]

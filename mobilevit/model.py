@@ -9,6 +9,7 @@ The C core packs the weights once and plans activations per input shape.
 from __future__ import annotations
 
 import math
+import os
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -23,6 +24,25 @@ OP_GROUPNORM1, OP_CONCAT, OP_SEP_ATTENTION, OP_CROP_PAD = 9, 10, 11, 12
 ACT_NONE, ACT_SILU, ACT_RELU = _C.ACT_NONE, _C.ACT_SILU, _C.ACT_RELU
 
 MIN_SIDE = 32
+
+
+def _physical_memory() -> int:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+# Activation memory a single forward pass may plan before MemoryError is
+# raised (per model; change with MobileViT.set_memory_limit or
+# mobilevit.set_default_memory_limit).  Default: 75 % of physical memory.
+_DEFAULT_MAX_BYTES = int(0.75 * _physical_memory())
+
+
+def set_default_memory_limit(max_bytes: Optional[int]) -> None:
+    """Cap on activation bytes for models created afterwards (None: no cap)."""
+    global _DEFAULT_MAX_BYTES
+    _DEFAULT_MAX_BYTES = int(max_bytes or 0)
 
 
 class StateDictError(ValueError):
@@ -233,6 +253,7 @@ class MobileViT:
         self.pretrained_cfg: dict = {}
         self.features_only = False
         self.out_indices: Tuple[int, ...] = (0, 1, 2, 3, 4)
+        self._max_bytes = _DEFAULT_MAX_BYTES
         self._graph = None
         if params is None:
             params = self._init_params(seed)
@@ -306,6 +327,23 @@ class MobileViT:
         merged.update(new)
         self._set_params(merged)
         return LoadResult(missing, unexpected, mismatched, scheme)
+
+    # ---- pickling: configuration + weights, no pointers; the graph is rebuilt lazily
+    def __getstate__(self):
+        return {"cfg": self.cfg, "params": self.params, "class_names": self.class_names,
+                "pretrained_cfg": self.pretrained_cfg, "features_only": self.features_only,
+                "out_indices": self.out_indices, "max_bytes": getattr(self, "_max_bytes", 0)}
+
+    def __setstate__(self, state):
+        self.cfg = state["cfg"]
+        self.shapes = parameter_shapes(self.cfg)
+        self.class_names = state["class_names"]
+        self.pretrained_cfg = state["pretrained_cfg"]
+        self.features_only = state["features_only"]
+        self.out_indices = tuple(state["out_indices"])
+        self._max_bytes = state.get("max_bytes", _DEFAULT_MAX_BYTES)
+        self._graph = None
+        self.params = {k: np.ascontiguousarray(state["params"][k], dtype=np.float32) for k in self.shapes}
 
     def save(self, path: str) -> str:
         """Write the weights as safetensors (timm names) with the
@@ -492,6 +530,12 @@ class MobileViT:
         if a.shape[2] < MIN_SIDE or a.shape[3] < MIN_SIDE:
             raise ValueError(f"height and width must be at least {MIN_SIDE} (the network downsamples by 32), "
                              f"got {a.shape[2]}x{a.shape[3]}")
+        if self._max_bytes and a.shape[0] > 0:
+            # refuse before converting or allocating anything
+            need = self._ensure_graph().plan_bytes(int(a.shape[0]), int(a.shape[2]), int(a.shape[3]))
+            if need > self._max_bytes:
+                raise MemoryError(f"input of shape {a.shape} needs {need / 2 ** 20:.1f} MiB of activations, above "
+                                  f"the limit of {self._max_bytes / 2 ** 20:.1f} MiB (model.set_memory_limit)")
         a = np.ascontiguousarray(a, dtype=np.float32)
         if check_finite and a.size and not np.isfinite(a).all():
             raise ValueError("input contains NaN or Inf (pass check_finite=False to propagate them)")

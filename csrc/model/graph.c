@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include "graph.h"
 #ifdef _OPENMP
 #include <omp.h>
@@ -443,6 +445,66 @@ mv_status mv_plan_run(mv_plan *p, const mv_graph *g, const float *x,
     return mv_plan_run_timed(p, g, x, out, nth, isa, NULL);
 }
 
+/* Barrier between graph nodes.  libgomp's own barrier spins for a long time
+ * before sleeping; when the machine is oversubscribed (other processes, or
+ * the Predictor's decode threads) a spinning worker burns the time slice the
+ * straggler needs, and a forward pass can take 10-100x longer.  This one is
+ * sense-reversing: spin briefly with a pause, then yield the CPU. */
+typedef struct {
+    atomic_int count;
+    atomic_int sense;
+    atomic_int n;
+} mv_barrier;
+
+static inline void mv_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static void mv_barrier_wait(mv_barrier *b, int *local_sense) {
+    int s = !*local_sense;
+    *local_sense = s;
+    if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) ==
+        atomic_load_explicit(&b->n, memory_order_relaxed) - 1) {
+        atomic_store_explicit(&b->count, 0, memory_order_relaxed);
+        atomic_store_explicit(&b->sense, s, memory_order_release);
+        return;
+    }
+    for (int spins = 0; atomic_load_explicit(&b->sense, memory_order_acquire) != s; spins++) {
+        if (spins < 2000) mv_cpu_relax();
+        else sched_yield();
+    }
+}
+
+/* The body every worker runs: its share of each node, a barrier between
+ * nodes.  With nth == 1 it is called without any OpenMP region, so a
+ * process forked after OpenMP was used (libgomp's pool does not survive
+ * fork) can still run single-threaded. */
+static void run_body(mv_plan *p, const mv_graph *g, const float *x,
+                     const mv_outputs *out, const mv_kernel_table *kt,
+                     double *times, mv_barrier *bar, int tid, int nt) {
+    int sense = 0;
+#define MV_BARRIER() do { if (nt > 1) mv_barrier_wait(bar, &sense); } while (0)
+    mv_nchw_to_nhwc_f32__ref(x, p->B, g->in_channels, p->H, p->W, p->arena + p->t[0].offset, tid, nt);
+    MV_BARRIER();
+    double t0 = times && tid == 0 ? mv_now() : 0.0;
+    for (int i = 0; i < g->nnodes; i++) {
+        run_node(g, p, i, kt, tid, nt);
+        MV_BARRIER();
+        if (times && tid == 0) {
+            double t1 = mv_now();
+            times[i] = t1 - t0;
+            t0 = t1;
+        }
+        if (wants(out, i + 1)) {
+            emit_outputs(p, out, i + 1, tid, nt);
+            MV_BARRIER();
+        }
+    }
+#undef MV_BARRIER
+}
+
 mv_status mv_plan_run_timed(mv_plan *p, const mv_graph *g, const float *x,
                             const mv_outputs *out, int nth, mv_isa isa,
                             double *times) {
@@ -450,36 +512,22 @@ mv_status mv_plan_run_timed(mv_plan *p, const mv_graph *g, const float *x,
     if (nth > p->nth) nth = p->nth;
     if (nth < 1) nth = 1;
 #ifdef _OPENMP
+    if (nth > 1) {
+        mv_barrier bar;
+        atomic_init(&bar.count, 0);
+        atomic_init(&bar.sense, 0);
+        atomic_init(&bar.n, nth);
 #pragma omp parallel num_threads(nth)
-#endif
-    {
-#ifdef _OPENMP
-        int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-#else
-        int tid = 0, nt = 1;
-#endif
-        mv_nchw_to_nhwc_f32__ref(x, p->B, g->in_channels, p->H, p->W, p->arena + p->t[0].offset, tid, nt);
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
-        double t0 = times && tid == 0 ? mv_now() : 0.0;
-        for (int i = 0; i < g->nnodes; i++) {
-            run_node(g, p, i, kt, tid, nt);
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
-            if (times && tid == 0) {
-                double t1 = mv_now();
-                times[i] = t1 - t0;
-                t0 = t1;
-            }
-            if (wants(out, i + 1)) {
-                emit_outputs(p, out, i + 1, tid, nt);
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
-            }
+        {
+            /* the team may be smaller than asked; every member stores the
+             * same size before its first barrier */
+            int nt = omp_get_num_threads();
+            atomic_store_explicit(&bar.n, nt, memory_order_relaxed);
+            run_body(p, g, x, out, kt, times, &bar, omp_get_thread_num(), nt);
         }
+        return MV_OK;
     }
+#endif
+    run_body(p, g, x, out, kt, times, NULL, 0, 1);
     return MV_OK;
 }

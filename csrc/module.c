@@ -308,8 +308,13 @@ done:
     return ret;
 }
 
-typedef struct { const mv_attention_args *a; mv_attention_fn f; } att_task;
-static void att_run(void *c, int tid, int nth) { att_task *t = c; t->f(t->a, tid, nth); }
+typedef struct { const mv_attention_args *a; mv_attention_fn f; size_t per; } att_task;
+static void att_run(void *c, int tid, int nth) {
+    att_task *t = c;
+    mv_attention_args a = *t->a;
+    a.scratch += (size_t)tid * t->per;        /* each worker its own scratch */
+    t->f(&a, tid, nth);
+}
 
 /* attention(qkv[B,H,W,3D], heads, ph, pw, scale, isa, nth) -> [B,H,W,D] */
 static PyObject *py_attention(PyObject *self, PyObject *args) {
@@ -333,7 +338,7 @@ static PyObject *py_attention(PyObject *self, PyObject *args) {
     size_t per = mv_attention_scratch_floats(N, C3 / 3 / heads);
     if (!(scratch = mv_aligned_alloc(per * (size_t)n * sizeof(float)))) { PyErr_NoMemory(); goto done; }
     mv_attention_args a = {B, H, W, ph, pw, C3 / 3, heads, scale, F(Q), C3, F(O), C3 / 3, scratch};
-    att_task t = {&a, mv_kernels(parse_isa(isa))->attention};
+    att_task t = {&a, mv_kernels(parse_isa(isa))->attention, per};
     Py_BEGIN_ALLOW_THREADS
     run_parallel(att_run, &t, n);
     Py_END_ALLOW_THREADS
@@ -345,7 +350,13 @@ done:
 }
 
 /* sep_attention(qkv[B,H,W,1+2D], ph, pw, nth) -> [B,H,W,D] */
-static void sep_run(void *c, int tid, int nth) { mv_sep_attention_nhwc_f32__ref(c, tid, nth); }
+typedef struct { const mv_sep_attention_args *a; size_t per; } sep_task;
+static void sep_run(void *c, int tid, int nth) {
+    sep_task *t = c;
+    mv_sep_attention_args a = *t->a;
+    a.scratch += (size_t)tid * t->per;
+    mv_sep_attention_nhwc_f32__ref(&a, tid, nth);
+}
 static PyObject *py_sep_attention(PyObject *self, PyObject *args) {
     PyObject *qo;
     int ph, pw, nth;
@@ -363,8 +374,9 @@ static PyObject *py_sep_attention(PyObject *self, PyObject *args) {
     size_t per = mv_sep_attention_scratch_floats((H / ph) * (W / pw), D);
     if (!(scratch = mv_aligned_alloc(per * (size_t)n * sizeof(float)))) { PyErr_NoMemory(); goto done; }
     mv_sep_attention_args a = {B, H, W, ph, pw, D, F(Q), C, F(O), D, scratch};
+    sep_task t = {&a, per};
     Py_BEGIN_ALLOW_THREADS
-    run_parallel(sep_run, &a, n);
+    run_parallel(sep_run, &t, n);
     Py_END_ALLOW_THREADS
     ret = (PyObject *)O; O = NULL;
 done:

@@ -340,7 +340,7 @@ done:
 /* ---- execution ------------------------------------------------------------ */
 
 static void run_node(const mv_graph *g, const mv_plan *p, int i,
-                     const mv_kernel_table *kt, int tid, int nth) {
+                     const mv_kernel_table *kt, int tid, int nth, int worker) {
     const mv_node *n = &g->nodes[i];
     const mv_tensor_info *x = &p->t[n->in[0]], *o = &p->t[i + 1];
     float *A = p->arena;
@@ -380,7 +380,7 @@ static void run_node(const mv_graph *g, const mv_plan *p, int i,
         break;
     case MV_OP_ATTENTION: {
         mv_attention_args a = {x->B, x->H, x->W, n->ip[1], n->ip[2], o->C, n->ip[0], n->fp[0],
-                               X, x->C, Y, o->C, A + p->scratch_offset};
+                               X, x->C, Y, o->C, A + p->scratch_offset + (size_t)worker * p->scratch_per_worker};
         kt->attention(&a, tid, nth);
         break;
     }
@@ -390,7 +390,7 @@ static void run_node(const mv_graph *g, const mv_plan *p, int i,
         break;
     case MV_OP_SEP_ATTENTION: {
         mv_sep_attention_args a = {x->B, x->H, x->W, n->ip[0], n->ip[1], o->C, X, x->C, Y, o->C,
-                                   A + p->scratch_offset};
+                                   A + p->scratch_offset + (size_t)worker * p->scratch_per_worker};
         mv_sep_attention_nhwc_f32__ref(&a, tid, nth);
         break;
     }
@@ -445,16 +445,37 @@ mv_status mv_plan_run(mv_plan *p, const mv_graph *g, const float *x,
     return mv_plan_run_timed(p, g, x, out, nth, isa, NULL);
 }
 
-/* Barrier between graph nodes.  libgomp's own barrier spins for a long time
- * before sleeping; when the machine is oversubscribed (other processes, or
- * the Predictor's decode threads) a spinning worker burns the time slice the
- * straggler needs, and a forward pass can take 10-100x longer.  This one is
- * sense-reversing: spin briefly with a pause, then yield the CPU. */
+/* ---- executor ---------------------------------------------------------------
+ * A run is a list of phases (input layout change, each node, each output
+ * copy).  Phase k is cut into nchunk[k] chunks; workers claim chunks with an
+ * atomic counter and start phase k only when every chunk of phase k-1 is
+ * done.  A worker that the OS does not schedule therefore never holds the
+ * others up unless it is inside a chunk: on an oversubscribed machine the
+ * network degrades to fewer threads instead of stalling at every node (a
+ * plain barrier costs a scheduler time slice per node there).  Chunk
+ * boundaries only decide who computes what; every kernel computes each output
+ * element the same way whatever its share, so results are bit-identical for
+ * any thread count and any interleaving. */
+
+enum { PH_INPUT = 0, PH_NODE = 1, PH_EMIT = 2 };
+
 typedef struct {
-    atomic_int count;
-    atomic_int sense;
-    atomic_int n;
-} mv_barrier;
+    int kind, node;        /* node index for PH_NODE / PH_EMIT (tensor node+1) */
+    int nchunk;
+    atomic_int next, done;
+} mv_phase;
+
+typedef struct {
+    mv_plan *p;
+    const mv_graph *g;
+    const float *x;
+    const mv_outputs *out;
+    const mv_kernel_table *kt;
+    mv_phase *ph;
+    int nph;
+    double *times;         /* per node, or NULL */
+    double t_start;
+} mv_run;
 
 static inline void mv_cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -462,72 +483,75 @@ static inline void mv_cpu_relax(void) {
 #endif
 }
 
-static void mv_barrier_wait(mv_barrier *b, int *local_sense) {
-    int s = !*local_sense;
-    *local_sense = s;
-    if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) ==
-        atomic_load_explicit(&b->n, memory_order_relaxed) - 1) {
-        atomic_store_explicit(&b->count, 0, memory_order_relaxed);
-        atomic_store_explicit(&b->sense, s, memory_order_release);
-        return;
-    }
-    for (int spins = 0; atomic_load_explicit(&b->sense, memory_order_acquire) != s; spins++) {
-        if (spins < 2000) mv_cpu_relax();
-        else sched_yield();
+static void run_phase(mv_run *r, int k, int chunk, int worker) {
+    mv_phase *ph = &r->ph[k];
+    switch (ph->kind) {
+    case PH_INPUT:
+        mv_nchw_to_nhwc_f32__ref(r->x, r->p->B, r->g->in_channels, r->p->H, r->p->W,
+                                 r->p->arena + r->p->t[0].offset, chunk, ph->nchunk);
+        break;
+    case PH_NODE:
+        run_node(r->g, r->p, ph->node, r->kt, chunk, ph->nchunk, worker);
+        break;
+    case PH_EMIT:
+        emit_outputs(r->p, r->out, ph->node + 1, chunk, ph->nchunk);
+        break;
     }
 }
 
-/* The body every worker runs: its share of each node, a barrier between
- * nodes.  With nth == 1 it is called without any OpenMP region, so a
- * process forked after OpenMP was used (libgomp's pool does not survive
- * fork) can still run single-threaded. */
-static void run_body(mv_plan *p, const mv_graph *g, const float *x,
-                     const mv_outputs *out, const mv_kernel_table *kt,
-                     double *times, mv_barrier *bar, int tid, int nt) {
-    int sense = 0;
-#define MV_BARRIER() do { if (nt > 1) mv_barrier_wait(bar, &sense); } while (0)
-    mv_nchw_to_nhwc_f32__ref(x, p->B, g->in_channels, p->H, p->W, p->arena + p->t[0].offset, tid, nt);
-    MV_BARRIER();
-    double t0 = times && tid == 0 ? mv_now() : 0.0;
-    for (int i = 0; i < g->nnodes; i++) {
-        run_node(g, p, i, kt, tid, nt);
-        MV_BARRIER();
-        if (times && tid == 0) {
-            double t1 = mv_now();
-            times[i] = t1 - t0;
-            t0 = t1;
+static void run_worker(mv_run *r, int worker) {
+    for (int k = 0; k < r->nph; k++) {
+        if (k > 0) {
+            mv_phase *prev = &r->ph[k - 1];
+            for (int spins = 0; atomic_load_explicit(&prev->done, memory_order_acquire) < prev->nchunk; spins++) {
+                if (spins < 4000) mv_cpu_relax();
+                else sched_yield();
+            }
         }
-        if (wants(out, i + 1)) {
-            emit_outputs(p, out, i + 1, tid, nt);
-            MV_BARRIER();
+        mv_phase *ph = &r->ph[k];
+        int c;
+        while ((c = atomic_fetch_add_explicit(&ph->next, 1, memory_order_relaxed)) < ph->nchunk) {
+            run_phase(r, k, c, worker);
+            if (atomic_fetch_add_explicit(&ph->done, 1, memory_order_acq_rel) + 1 == ph->nchunk &&
+                r->times && ph->kind == PH_NODE)
+                r->times[ph->node] = mv_now();
         }
     }
-#undef MV_BARRIER
 }
 
 mv_status mv_plan_run_timed(mv_plan *p, const mv_graph *g, const float *x,
                             const mv_outputs *out, int nth, mv_isa isa,
                             double *times) {
-    const mv_kernel_table *kt = mv_kernels(isa);
     if (nth > p->nth) nth = p->nth;
     if (nth < 1) nth = 1;
+    int nph = 1 + g->nnodes;
+    for (int i = 0; i < g->nnodes; i++) nph += wants(out, i + 1);
+    mv_phase *ph = malloc((size_t)nph * sizeof(mv_phase));
+    if (!ph) return MV_ERR_NOMEM;
+    /* more chunks than workers balances uneven shares; one when alone */
+    int chunks = nth > 1 ? 4 * nth : 1;
+    int k = 0;
+    ph[k].kind = PH_INPUT; ph[k].node = -1; ph[k].nchunk = chunks; k++;
+    for (int i = 0; i < g->nnodes; i++) {
+        ph[k].kind = PH_NODE; ph[k].node = i; ph[k].nchunk = chunks; k++;
+        if (wants(out, i + 1)) { ph[k].kind = PH_EMIT; ph[k].node = i; ph[k].nchunk = chunks; k++; }
+    }
+    for (k = 0; k < nph; k++) { atomic_init(&ph[k].next, 0); atomic_init(&ph[k].done, 0); }
+    mv_run r = {p, g, x, out, mv_kernels(isa), ph, nph, times, 0.0};
+    double t0 = times ? mv_now() : 0.0;
 #ifdef _OPENMP
     if (nth > 1) {
-        mv_barrier bar;
-        atomic_init(&bar.count, 0);
-        atomic_init(&bar.sense, 0);
-        atomic_init(&bar.n, nth);
 #pragma omp parallel num_threads(nth)
-        {
-            /* the team may be smaller than asked; every member stores the
-             * same size before its first barrier */
-            int nt = omp_get_num_threads();
-            atomic_store_explicit(&bar.n, nt, memory_order_relaxed);
-            run_body(p, g, x, out, kt, times, &bar, omp_get_thread_num(), nt);
-        }
-        return MV_OK;
-    }
+        run_worker(&r, omp_get_thread_num());
+    } else
 #endif
-    run_body(p, g, x, out, kt, times, NULL, 0, 1);
+        run_worker(&r, 0);
+    if (times)       /* completion stamps -> per-node durations */
+        for (int i = 0; i < g->nnodes; i++) {
+            double t1 = times[i];
+            times[i] = t1 - t0;
+            t0 = t1;
+        }
+    free(ph);
     return MV_OK;
 }

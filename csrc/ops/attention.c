@@ -24,7 +24,7 @@ static inline ptrdiff_t token_row(const mv_attention_args *a, int b, int py,
 void mv_attention_nhwc_f32__ref(const mv_attention_args *a, int tid, int nth) {
     int P = a->ph * a->pw, N = (a->H / a->ph) * (a->W / a->pw);
     int hd = a->D / a->heads;
-    float *s = a->scratch + (size_t)tid * mv_attention_scratch_floats(N, hd);
+    float *s = a->scratch;                 /* this worker's scratch */
     ptrdiff_t t0, t1;
     mv_partition((ptrdiff_t)a->B * P * a->heads * N, tid, nth, &t0, &t1);
     for (ptrdiff_t t = t0; t < t1; t++) {
@@ -64,7 +64,7 @@ size_t mv_sep_attention_scratch_floats(int N, int D) {
  * out = relu(v) * c.  Split over sequences. */
 void mv_sep_attention_nhwc_f32__ref(const mv_sep_attention_args *a, int tid, int nth) {
     int P = a->ph * a->pw, nW = a->W / a->pw, N = (a->H / a->ph) * nW, D = a->D;
-    float *s = a->scratch + (size_t)tid * mv_sep_attention_scratch_floats(N, D);
+    float *s = a->scratch;                 /* this worker's scratch */
     float *c = s + MV_ROUND_UP(N, 16);
     ptrdiff_t q0, q1;
     mv_partition((ptrdiff_t)a->B * P, tid, nth, &q0, &q1);

@@ -104,14 +104,15 @@ void mv_dwconv2d_nhwc_f32__avx512(const mv_dwconv2d_args *a, int tid, int nth);
  * QKV rows are [q | k | v], each head-major (head*hd + j).
  * O[row, h*hd + j] = sum_n softmax_n(scale * q . k_n) v_n[j].
  * Mirrors cvnets MultiHeadAttention / timm Attention (without projections).
- * Parallel over (sequence, head, query block).  Needs scratch per worker. */
+ * Parallel over (sequence, head, query block).  Each concurrent caller
+ * passes its own scratch (tid/nth only select the share of the work). */
 typedef struct {
     int B, H, W, ph, pw;
     int D, heads;
     float scale;
     const float *QKV; ptrdiff_t ldqkv;
     float *O; ptrdiff_t ldo;
-    float *scratch;            /* nth * mv_attention_scratch_floats(...) */
+    float *scratch;            /* the calling worker's own scratch: mv_attention_scratch_floats(...) */
 } mv_attention_args;
 
 size_t mv_attention_scratch_floats(int N, int hd);
@@ -124,8 +125,8 @@ void mv_attention_nhwc_f32__avx512(const mv_attention_args *a, int tid, int nth)
  * patch-grouped pixels (as in mv_attention_args):
  *   s_n = softmax_n(q_n),  c = sum_n s_n k_n,  out_n = relu(v_n) * c.
  * Mirrors timm LinearSelfAttention / HF MobileViTV2LinearSelfAttention
- * between qkv_proj and out_proj.  Parallel over sequences; scratch per
- * worker: mv_sep_attention_scratch_floats(N, D). */
+ * between qkv_proj and out_proj.  Parallel over sequences; each concurrent
+ * caller passes its own scratch of mv_sep_attention_scratch_floats(N, D). */
 typedef struct {
     int B, H, W, ph, pw, D;
     const float *QKV; ptrdiff_t ldqkv;

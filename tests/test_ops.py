@@ -148,7 +148,8 @@ def test_group_norm1(rng):
 
 
 @pytest.mark.parametrize("seqs,n,d,heads", [(4, 256, 144, 4), (4, 16, 64, 4), (3, 17, 48, 4), (2, 64, 80, 4),
-                                            (1, 1, 16, 1), (5, 33, 96, 2), (4, 49, 240, 4)])
+                                            (1, 1, 16, 1), (5, 33, 96, 2), (4, 49, 240, 4),
+                                            (2, 20, 100, 1), (2, 9, 130, 2)])
 def test_attention(isa, rng, seqs, n, d, heads):
     qkv = rng.standard_normal((seqs, n, 3 * d)).astype(np.float32)
     y = both_thread_counts(lambda k: ops.multi_head_attention(qkv, heads, isa=isa, num_threads=k))

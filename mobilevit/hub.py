@@ -25,7 +25,7 @@ import numpy as np
 
 from .checkpoint import CheckpointError, extract_state_dict, load_checkpoint, save_safetensors
 from .config import MODEL_CONFIGS, get_config
-from .keymap import to_numpy, to_timm
+from .keymap import to_timm
 
 _HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
 

@@ -423,32 +423,42 @@ class MobileViT:
         if getattr(self, "_max_bytes", 0):
             self._graph.set_max_bytes(self._max_bytes)
 
+    def _transformer(self, g, pre, blk, t, norm, names, attention):
+        """Pre-norm transformer layers + final norm on the pixel rows of t:
+        t += proj(attention(qkv(norm1(t)))); t += fc2(silu(fc1(norm2(t)))).
+        v1: LayerNorm and multi-head attention; v2: GroupNorm(1) and
+        separable attention (``names`` = the qkv / output projection names)."""
+        p, eps = self.params, self.cfg.ln_eps
+        qkv_name, out_name = names
+        for l in range(blk.depth):
+            q = f"{pre}.transformer.{l}"
+            a = norm(t, p[f"{q}.norm1.weight"], p[f"{q}.norm1.bias"], eps)
+            g.tag = "transformer linear"
+            qkv = g.conv(a, p[f"{q}.attn.{qkv_name}.weight"], p[f"{q}.attn.{qkv_name}.bias"], 1)
+            g.tag = None
+            o = attention(qkv)
+            g.tag = "transformer linear"
+            t = g.conv(o, p[f"{q}.attn.{out_name}.weight"], p[f"{q}.attn.{out_name}.bias"], 1, residual=t)
+            g.tag = None
+            a = norm(t, p[f"{q}.norm2.weight"], p[f"{q}.norm2.bias"], eps)
+            g.tag = "transformer linear"
+            h = g.conv(a, p[f"{q}.mlp.fc1.weight"], p[f"{q}.mlp.fc1.bias"], 1, act=ACT_SILU)
+            t = g.conv(h, p[f"{q}.mlp.fc2.weight"], p[f"{q}.mlp.fc2.bias"], 1, residual=t)
+            g.tag = None
+        return norm(t, p[f"{pre}.norm.weight"], p[f"{pre}.norm.bias"], eps)
+
     def _v1_block(self, g, pre, blk, x):
         """MobileViT block: local 3x3 + 1x1, transformer on 2x2-patch
         sequences (attention addresses them in place), fold, 1x1 projection,
         3x3 fusion of cat([x, proj])."""
-        p, d, eps = self.params, blk.dim, self.cfg.ln_eps
+        p, d = self.params, blk.dim
         wk, bk = self._folded(f"{pre}.conv_kxk")
         loc = g.conv(x, wk, bk, 3, act=ACT_SILU)
         t0 = g.conv(loc, p[f"{pre}.conv_1x1.weight"], None, 1)
         # odd maps: bilinear to an even size and back (all references do this)
         t = g.resize_to_multiple(t0, d, blk.patch_size)
-        for l in range(blk.depth):
-            q = f"{pre}.transformer.{l}"
-            a = g.layernorm(t, p[f"{q}.norm1.weight"], p[f"{q}.norm1.bias"], eps)
-            g.tag = "transformer linear"
-            qkv = g.conv(a, p[f"{q}.attn.qkv.weight"], p[f"{q}.attn.qkv.bias"], 1)
-            g.tag = None
-            o = g.attention(qkv, d, blk.heads, blk.patch_size)
-            g.tag = "transformer linear"
-            t = g.conv(o, p[f"{q}.attn.proj.weight"], p[f"{q}.attn.proj.bias"], 1, residual=t)
-            g.tag = None
-            a = g.layernorm(t, p[f"{q}.norm2.weight"], p[f"{q}.norm2.bias"], eps)
-            g.tag = "transformer linear"
-            h = g.conv(a, p[f"{q}.mlp.fc1.weight"], p[f"{q}.mlp.fc1.bias"], 1, act=ACT_SILU)
-            t = g.conv(h, p[f"{q}.mlp.fc2.weight"], p[f"{q}.mlp.fc2.bias"], 1, residual=t)
-            g.tag = None
-        t = g.layernorm(t, p[f"{pre}.norm.weight"], p[f"{pre}.norm.bias"], eps)
+        t = self._transformer(g, pre, blk, t, g.layernorm, ("qkv", "proj"),
+                              lambda qkv: g.attention(qkv, d, blk.heads, blk.patch_size))
         t = g.resize_like(t, t0, d)
         wp, bp = self._folded(f"{pre}.conv_proj")
         proj = g.conv(t, wp, bp, 1, act=ACT_SILU)
@@ -458,29 +468,15 @@ class MobileViT:
     def _v2_block(self, g, pre, blk, x, dil):
         """MobileViTv2 block: depthwise local conv + 1x1, separable-attention
         transformer with GroupNorm(1), 1x1 projection (no fusion)."""
-        p, d, eps, C = self.params, blk.dim, self.cfg.ln_eps, blk.channels
+        p, d, C = self.params, blk.dim, blk.channels
         if self.cfg.odd_size == "resize":
             x = g.resize_to_multiple(x, C, blk.patch_size, align_corners=True)
         wk, bk = self._folded(f"{pre}.conv_kxk")
         loc = g.dwconv(x, wk, bk, act=ACT_SILU, dil=dil)
         t0 = g.conv(loc, p[f"{pre}.conv_1x1.weight"], None, 1)
         t = t0 if self.cfg.odd_size == "resize" else g.crop_to_multiple(t0, d, blk.patch_size)
-        for l in range(blk.depth):
-            q = f"{pre}.transformer.{l}"
-            a = g.groupnorm(t, p[f"{q}.norm1.weight"], p[f"{q}.norm1.bias"], eps)
-            g.tag = "transformer linear"
-            qkv = g.conv(a, p[f"{q}.attn.qkv_proj.weight"], p[f"{q}.attn.qkv_proj.bias"], 1)
-            g.tag = None
-            o = g.sep_attention(qkv, d, blk.patch_size)
-            g.tag = "transformer linear"
-            t = g.conv(o, p[f"{q}.attn.out_proj.weight"], p[f"{q}.attn.out_proj.bias"], 1, residual=t)
-            g.tag = None
-            a = g.groupnorm(t, p[f"{q}.norm2.weight"], p[f"{q}.norm2.bias"], eps)
-            g.tag = "transformer linear"
-            h = g.conv(a, p[f"{q}.mlp.fc1.weight"], p[f"{q}.mlp.fc1.bias"], 1, act=ACT_SILU)
-            t = g.conv(h, p[f"{q}.mlp.fc2.weight"], p[f"{q}.mlp.fc2.bias"], 1, residual=t)
-            g.tag = None
-        t = g.groupnorm(t, p[f"{pre}.norm.weight"], p[f"{pre}.norm.bias"], eps)
+        t = self._transformer(g, pre, blk, t, g.groupnorm, ("qkv_proj", "out_proj"),
+                              lambda qkv: g.sep_attention(qkv, d, blk.patch_size))
         if self.cfg.odd_size != "resize":
             t = g.pad_like(t, t0, d)
         wp, bp = self._folded(f"{pre}.conv_proj")

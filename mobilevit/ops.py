@@ -10,7 +10,6 @@ the global thread count for this call.
 """
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import numpy as np

@@ -60,7 +60,7 @@ def test_hf_save_pretrained(tmp_path, hf_xxs, safe):
 
 
 def test_timm_checkpoint_saver_and_save_for_hf(tmp_path, timm_xs):
-    timm = pytest.importorskip("timm")
+    pytest.importorskip("timm")
     from timm.utils import CheckpointSaver
     opt = torch.optim.AdamW(timm_xs.parameters(), lr=1e-3)
     saver = CheckpointSaver(timm_xs, opt, args=None, model_ema=timm_xs, checkpoint_dir=str(tmp_path),

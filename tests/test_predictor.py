@@ -2,7 +2,6 @@
 errors as rows, multi-scale buckets, streamed CSV/JSONL output, exit codes."""
 import csv
 import json
-import os
 
 import numpy as np
 import pytest

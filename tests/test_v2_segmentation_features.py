@@ -9,7 +9,7 @@ pytest.importorskip("timm")
 pytest.importorskip("transformers")
 
 import mobilevit  # noqa: E402
-from reference_models import (assert_close, hf_model, hf_seg_model, hf_v2_model, hf_v2_seg_model,  # noqa: E402
+from reference_models import (assert_close, hf_seg_model, hf_v2_model, hf_v2_seg_model,  # noqa: E402
                               state_dict_numpy, timm_model)
 
 

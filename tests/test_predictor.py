@@ -2,6 +2,7 @@
 errors as rows, multi-scale buckets, streamed CSV/JSONL output, exit codes."""
 import csv
 import json
+import os
 
 import numpy as np
 import pytest
@@ -136,3 +137,25 @@ def test_cli_segment_writes_palette_masks(tmp_path):
     assert (out / "img_000_overlay.png").exists() and not (out / "img_001_mask.png").exists()
     expected = m.segment(paths[0], preset="hf")
     np.testing.assert_array_equal(np.asarray(mask), expected)
+
+
+def test_streaming_memory_stays_flat(model):
+    """Rows are streamed: many inputs do not accumulate results or images."""
+    rng = np.random.default_rng(5)
+    base = rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)
+    pre = Preprocess.from_name("hf", resize_shortest=64, crop=64)
+    pred = mobilevit.Predictor(model, preset=pre, batch_size=8, num_workers=2)
+
+    def rss():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+    gen = (base for _ in range(1200))
+    n, mid = 0, None
+    for row in pred.predict(gen):
+        assert row["index"] == n
+        n += 1
+        if n == 300:
+            mid = rss()
+    assert n == 1200
+    assert rss() - mid < 16

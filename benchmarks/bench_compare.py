@@ -4,24 +4,38 @@
     python benchmarks/bench_compare.py                      # full run, writes benchmarks/RESULTS.md + results.png
     python benchmarks/bench_compare.py --quick              # smoke test: few runs of everything
     python benchmarks/bench_compare.py --models mobilevit_s --batches 1 --threads 2 --runs 200
+    python benchmarks/bench_compare.py --models all         # v1 + MobileViTv2 + DeepLabv3 (~40 min idle)
+    python benchmarks/bench_compare.py --models extended    # only MobileViTv2 + DeepLabv3 (~25 min idle)
+
+Models: the default set is MobileViT v1 (mobilevit_xxs/xs/s, timm, 256x256, batch 1 and 16).
+``--models`` also takes mobilevitv2_050 / mobilevitv2_100 (timm, 256x256) and
+deeplabv3_mobilevit_xxs / deeplabv3_mobilevit_s (transformers MobileViTForSemanticSegmentation,
+21 classes, output stride 16, 512x512, batch 1 and ``--seg-batch`` (4) instead of 16), or the sets
+v1, v2, seg, extended (v2 + seg), all.  mobilevit loads v1 with create_model + load_state_dict and
+everything else with ``mobilevit.from_pretrained(state_dict)``.
 
 What it does, in order:
 
 1. Builds ``benchmarks/fma_peak.c`` with the system ``cc`` (AVX-512, else AVX2) and measures
    the fp32 FMA peak for each thread count (best of several repetitions).
-2. One "prep" subprocess builds each timm model with fixed random weights (BatchNorm statistics
-   and affine parameters randomised too, so folding bugs would show), saves the state dict as
-   ``.npz``, a fixed random input per batch size, the PyTorch reference logits, and a
-   static-shape ONNX file per (model, batch) via ``torch.onnx.export(dynamo=False, opset 17)``
-   from the ``exportable=True`` model (no SDPA).  The exported graph is checked by every ONNX
-   based runtime against the same PyTorch logits.
+2. One "prep" subprocess builds each timm / transformers model with fixed random weights
+   (BatchNorm statistics and affine parameters randomised too, so folding bugs would show), saves
+   the state dict as ``.npz``, a fixed random input per (image size, batch), the PyTorch reference
+   logits, counts the MACs of one batch-1 forward with ``torch.utils.flop_counter.FlopCounterMode``,
+   and writes a static-shape ONNX file per (model, batch) via ``torch.onnx.export(dynamo=False,
+   opset 17)`` from the ``exportable=True`` timm model (no SDPA) or the transformers model wrapped
+   to return ``.logits``.  The exported graph is checked by every ONNX based runtime against the
+   same PyTorch logits.
 3. Every (runtime, model, batch, threads) measurement runs in its own fresh subprocess, one after
    another (never concurrently), with the thread count set explicitly for that runtime and
    ``OMP_NUM_THREADS`` set before any import.  Warm-up, then timed runs of the inference call
    only; the worker reports median / min / max, the process's peak RSS (``ru_maxrss``, plus the
    RSS right after importing the runtime), and the max abs difference of its logits vs PyTorch.
-4. One subprocess runs ``MobileViT.profile`` for mobilevit_s at 2 threads (per-op-family time).
-5. Writes the Markdown report (``--out``) and a PNG chart (``--png``).
+4. One subprocess runs ``MobileViT.profile`` for mobilevit_s (else the last selected model) at
+   2 threads (per-op-family time).
+5. Writes the Markdown report (``--out``) and a PNG chart (``--png``); with models from more than
+   one family (v1 / v2 / DeepLabv3) each family gets its own section of tables and its own row of
+   chart panels.
 
 Nothing here is timed concurrently with anything else we start; other jobs on the machine are
 out of our control (the report records the load average before and after).
@@ -44,15 +58,58 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
-MODELS = ["mobilevit_xxs", "mobilevit_xs", "mobilevit_s"]
-SHORT = {"mobilevit_xxs": "XXS", "mobilevit_xs": "XS", "mobilevit_s": "S"}
+MODELS = ["mobilevit_xxs", "mobilevit_xs", "mobilevit_s"]  # default set (v1 classification)
+V2_MODELS = ["mobilevitv2_050", "mobilevitv2_100"]  # timm MobileViTv2, 256x256
+SEG_MODELS = ["deeplabv3_mobilevit_xxs", "deeplabv3_mobilevit_s"]  # HF DeepLabv3-MobileViT, 512x512
+ALL_MODELS = MODELS + V2_MODELS + SEG_MODELS
+# names accepted by --models besides the model keys
+MODEL_SETS = {"v1": MODELS, "v2": V2_MODELS, "seg": SEG_MODELS, "extended": V2_MODELS + SEG_MODELS,
+              "all": ALL_MODELS}
+SHORT = {"mobilevit_xxs": "XXS", "mobilevit_xs": "XS", "mobilevit_s": "S",
+         "mobilevitv2_050": "v2-0.5", "mobilevitv2_100": "v2-1.0",
+         "deeplabv3_mobilevit_xxs": "DL-XXS", "deeplabv3_mobilevit_s": "DL-S"}
+DISPLAY = {"mobilevit_xxs": "MobileViT-XXS", "mobilevit_xs": "MobileViT-XS", "mobilevit_s": "MobileViT-S",
+           "mobilevitv2_050": "MobileViTv2-0.5", "mobilevitv2_100": "MobileViTv2-1.0",
+           "deeplabv3_mobilevit_xxs": "DeepLabv3-MobileViT-XXS", "deeplabv3_mobilevit_s": "DeepLabv3-MobileViT-S"}
+# transformers.MobileViTConfig of the DeepLabv3 models (num_labels=21, output_stride=16 for both)
+HF_SEG = {
+    "deeplabv3_mobilevit_xxs": {"hidden_sizes": [64, 80, 96], "neck_hidden_sizes": [16, 16, 24, 48, 64, 80, 320],
+                                "expand_ratio": 2.0},
+    "deeplabv3_mobilevit_s": {"hidden_sizes": [144, 192, 240], "neck_hidden_sizes": [16, 32, 64, 96, 128, 160, 640],
+                              "expand_ratio": 4.0},
+}
+SEG_CLASSES = 21
+# (key, title, models) in report / chart order
+CHART_TITLE = {"v1": "MobileViT v1, 256×256", "v2": "MobileViTv2 (timm), 256×256",
+               "seg": "DeepLabv3-MobileViT (HF), 512×512"}
+GROUPS = [("v1", "MobileViT v1 classification, 256×256", MODELS),
+          ("v2", "MobileViTv2 classification (timm), 256×256", V2_MODELS),
+          ("seg", (f"DeepLabv3-MobileViT segmentation (HF transformers, {SEG_CLASSES} classes, output stride 16), "
+                   "512×512"), SEG_MODELS)]
 # analytic multiply-accumulates per 256x256 image, incl. the attention matmuls
-# (see /work/shared/reference/perf-anchors.md section 1)
+# (see /work/shared/reference/perf-anchors.md section 1); only a cross-check now: the GFLOP/s
+# column uses the MACs counted with torch.utils.flop_counter in the prep step for every model
 MACS = {"mobilevit_xxs": 0.407e9, "mobilevit_xs": 1.026e9, "mobilevit_s": 2.001e9}
 RUNTIMES = ["mobilevit", "torch", "onnxruntime", "openvino"]
 LABEL = {"mobilevit": "mobilevit (ours)", "torch": "PyTorch eager", "onnxruntime": "ONNX Runtime",
          "openvino": "OpenVINO"}
 IMG = 256
+SEG_IMG = 512
+
+
+def img_size(model):
+    return SEG_IMG if model in SEG_MODELS else IMG
+
+
+def model_batches(model, batches, seg_batch=4):
+    """Batch sizes measured for `model`: segmentation models run `seg_batch` instead of every batch > 1."""
+    if model not in SEG_MODELS:
+        return list(batches)
+    return sorted({1 if b == 1 else seg_batch for b in batches})
+
+
+def model_batch(model, b, seg_batch=4):
+    return b if model not in SEG_MODELS or b == 1 else seg_batch
 TOL = 1e-4
 BUSY = 0.25  # CPUs used by other processes during a measurement above which it is marked
 RESULT_TAG = "@@RESULT@@ "
@@ -116,10 +173,14 @@ def _maxrss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
+def _input_path(workdir, img, batch):
+    return os.path.join(workdir, f"input_{img}_b{batch}.npy")
+
+
 def _paths(workdir, model, batch):
     return {
         "weights": os.path.join(workdir, f"{model}.weights.npz"),
-        "input": os.path.join(workdir, f"input_b{batch}.npy"),
+        "input": _input_path(workdir, img_size(model), batch),
         "ref": os.path.join(workdir, f"{model}_b{batch}.ref.npy"),
         "onnx": os.path.join(workdir, f"{model}_b{batch}.onnx"),
     }
@@ -138,6 +199,57 @@ def _randomise_bn(model, torch):
                 mod.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
 
 
+def _timm_like_init(model, torch):
+    """Re-initialise a transformers model the way timm does (conv: normal, std sqrt(2 / fan_out);
+    linear and the final 1x1 classifier conv: normal, std 0.01; biases 0).  HF's default (normal,
+    std 0.02 everywhere) shrinks the activations layer by layer until the logits are ~1e-44, i.e.
+    denormal, which would make the timing meaningless."""
+    g = torch.Generator().manual_seed(4321)
+    convs = [mod for mod in model.modules() if isinstance(mod, torch.nn.Conv2d)]
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.Conv2d):
+            fan_out = mod.kernel_size[0] * mod.kernel_size[1] * mod.out_channels // mod.groups
+            std = 0.01 if mod is convs[-1] else (2.0 / fan_out) ** 0.5
+            mod.weight.data.copy_(torch.randn(mod.weight.shape, generator=g) * std)
+        elif isinstance(mod, torch.nn.Linear):
+            mod.weight.data.copy_(torch.randn(mod.weight.shape, generator=g) * 0.01)
+        else:
+            continue
+        if mod.bias is not None:
+            mod.bias.data.zero_()
+
+
+def _hf_seg_model(name, torch):
+    """transformers MobileViTForSemanticSegmentation for `name` (random weights)."""
+    import transformers
+    cfg = transformers.MobileViTConfig(num_labels=SEG_CLASSES, output_stride=16, image_size=SEG_IMG,
+                                       **HF_SEG[name])
+    return transformers.MobileViTForSemanticSegmentation(cfg).eval()
+
+
+def _logits_module(model, torch):
+    """Wrap a transformers model so that forward(x) returns the `.logits` tensor (for ONNX export)."""
+    class Logits(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            return self.m(pixel_values=x).logits
+    return Logits(model).eval()
+
+
+def _count_macs(model, x, torch):
+    """MACs (= FLOPs / 2) of one forward pass counted by torch.utils.flop_counter.FlopCounterMode:
+    convolutions, linear layers and (batched) matmuls incl. attention; elementwise ops, norms,
+    softmax and resizing are not counted.  Returns (MACs, {op: MACs})."""
+    from torch.utils.flop_counter import FlopCounterMode
+    with torch.inference_mode(), FlopCounterMode(display=False) as fc:
+        model(x)
+    by_op = {str(k).replace("aten.", ""): v / 2 for k, v in fc.get_flop_counts().get("Global", {}).items()}
+    return fc.get_total_flops() / 2, by_op
+
+
 def worker_prep(spec):
     """Weights, inputs, PyTorch reference logits and ONNX files for every (model, batch)."""
     import warnings
@@ -149,31 +261,59 @@ def worker_prep(spec):
     import timm
 
     workdir, out = spec["workdir"], {"models": {}, "onnx": {}}
-    rng = np.random.default_rng(0)
-    bmax = max(spec["batches"])
-    xall = rng.standard_normal((bmax, 3, IMG, IMG), dtype=np.float32)
-    for b in spec["batches"]:
-        np.save(_paths(workdir, "", b)["input"], np.ascontiguousarray(xall[:b]))
+    mbatches = spec["model_batches"]
+    # one fixed random input per (image size, batch): the first rows of one array per image size
+    for img, seed in ((IMG, 0), (SEG_IMG, 1)):
+        bs = sorted({b for m, bl in mbatches.items() if img_size(m) == img for b in bl})
+        if not bs:
+            continue
+        rng = np.random.default_rng(seed)
+        xall = rng.standard_normal((max(bs), 3, img, img), dtype=np.float32)
+        for b in bs:
+            np.save(_input_path(workdir, img, b), np.ascontiguousarray(xall[:b]))
     for name in spec["models"]:
         torch.manual_seed(0)
-        ref_model = timm.create_model(name, pretrained=False).eval()  # default: fused attention (SDPA)
-        with torch.no_grad():
-            _randomise_bn(ref_model, torch)
+        hf = name in SEG_MODELS
+        if hf:
+            ref_model = _hf_seg_model(name, torch)
+            with torch.no_grad():
+                _timm_like_init(ref_model, torch)
+                _randomise_bn(ref_model, torch)
+            exp_model = _logits_module(ref_model, torch)  # HF MobileViT has no SDPA path: same module
+            fwd = exp_model
+        else:
+            ref_model = timm.create_model(name, pretrained=False).eval()  # default: fused attention (SDPA)
+            with torch.no_grad():
+                _randomise_bn(ref_model, torch)
+            exp_model = timm.create_model(name, pretrained=False, exportable=True).eval()
+            exp_model.load_state_dict(ref_model.state_dict())
+            fwd = ref_model
+        # timm keys for timm models, HF keys for the HF models (mobilevit.from_pretrained detects both)
         sd = {k: v.detach().cpu().numpy() for k, v in ref_model.state_dict().items()
               if not k.endswith("num_batches_tracked")}
         np.savez(_paths(workdir, name, 1)["weights"], **sd)
-        exp_model = timm.create_model(name, pretrained=False, exportable=True).eval()
-        exp_model.load_state_dict(ref_model.state_dict())
-        info = {"params": int(sum(v.size for v in sd.values() if v.ndim > 0))}
-        for b in spec["batches"]:
+        info = {"params": int(sum(v.size for v in sd.values() if v.ndim > 0)), "img": img_size(name),
+                "source": (f"transformers {transformers_version()} MobileViTForSemanticSegmentation" if hf
+                           else f"timm {timm.__version__}")}
+        # FLOPs: counted on the exportable model (explicit attention matmuls; FlopCounterMode has no
+        # formula for the CPU SDPA kernel), batch 1
+        try:
+            x1 = torch.from_numpy(np.load(_input_path(workdir, img_size(name), 1))) \
+                if os.path.exists(_input_path(workdir, img_size(name), 1)) \
+                else torch.zeros(1, 3, img_size(name), img_size(name))
+            info["macs"], info["macs_by_op"] = _count_macs(exp_model, x1[:1], torch)
+        except Exception as e:  # noqa: BLE001 - report, fall back to the analytic figure if any
+            info["macs_error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+        for b in mbatches[name]:
             p = _paths(workdir, name, b)
             x = torch.from_numpy(np.load(p["input"]))
             with torch.inference_mode():
-                ref = ref_model(x).numpy()
-                ref_exp = exp_model(x).numpy()
+                ref = fwd(x).numpy()
+                ref_exp = ref if hf else exp_model(x).numpy()
             np.save(p["ref"], ref)
             info[f"max_abs_logit_b{b}"] = float(np.abs(ref).max())
-            info[f"exportable_vs_sdpa_b{b}"] = float(np.abs(ref - ref_exp).max())
+            if not hf:
+                info[f"exportable_vs_sdpa_b{b}"] = float(np.abs(ref - ref_exp).max())
             # ONNX: legacy TorchScript exporter first (static shape, BN folded), dynamo as fallback
             status = None
             errors = []
@@ -202,6 +342,26 @@ def worker_prep(spec):
         out["models"][name] = info
     out["peak_rss_mib"] = _maxrss_mib()
     return out
+
+
+def transformers_version():
+    return pkg_version("transformers")
+
+
+def _load_mobilevit(mobilevit, name, weights):
+    """v1: create_model + load_state_dict (as before); v2 and DeepLabv3: from_pretrained(state dict),
+    which infers the variant (and the segmentation head) from the tensors."""
+    import numpy as np
+    sd = dict(np.load(weights))
+    if name in MODELS:
+        m = mobilevit.create_model(name)
+        m.load_state_dict(sd)
+    else:
+        m = mobilevit.from_pretrained(sd)
+        want = name.replace("deeplabv3_", "")
+        if m.cfg.name != want or (name in SEG_MODELS) != (m.cfg.head == "deeplabv3"):
+            raise RuntimeError(f"from_pretrained built {m.cfg.name} (head {m.cfg.head}), expected {name}")
+    return m
 
 
 def _cpu_snapshot():
@@ -254,10 +414,11 @@ def worker_bench(spec):
         import mobilevit
         res["rss_import_mib"] = _maxrss_mib()
         mobilevit.set_num_threads(n)
-        m = mobilevit.create_model(name)
-        m.load_state_dict(dict(np.load(p["weights"])))
+        m = _load_mobilevit(mobilevit, name, p["weights"])
         res["version"] = getattr(mobilevit, "__version__", "?")
         res["detail"] = f"isa={mobilevit.get_isa()}, threads={mobilevit.get_num_threads()}, from {os.path.dirname(mobilevit.__file__)}"
+        if name not in MODELS:
+            res["loader"] = f"from_pretrained -> {m.cfg.name}" + (f", head {m.cfg.head}" if name in SEG_MODELS else "")
 
         def run():
             return m(x)
@@ -266,20 +427,32 @@ def worker_bench(spec):
         import torch
         torch.set_num_threads(n)
         torch.set_num_interop_threads(1)
-        import timm
-        res["rss_import_mib"] = _maxrss_mib()
-        m = timm.create_model(name, pretrained=False).eval()
+        hf = name in SEG_MODELS
+        if hf:
+            import transformers
+            res["rss_import_mib"] = _maxrss_mib()
+            m = _hf_seg_model(name, torch)
+            lib = f"transformers {transformers.__version__}"
+        else:
+            import timm
+            res["rss_import_mib"] = _maxrss_mib()
+            m = timm.create_model(name, pretrained=False).eval()
+            lib = f"timm {timm.__version__}"
         miss = m.load_state_dict({k: torch.from_numpy(v) for k, v in np.load(p["weights"]).items()}, strict=False)
         bad = [k for k in miss.missing_keys if not k.endswith("num_batches_tracked")] + list(miss.unexpected_keys)
         if bad:
-            raise RuntimeError(f"state dict does not fit timm {name}: {bad[:5]}")
+            raise RuntimeError(f"state dict does not fit {lib} {name}: {bad[:5]}")
         xt = torch.from_numpy(x)
         res["version"] = torch.__version__
-        res["detail"] = f"timm {timm.__version__}, eager, inference_mode, threads={torch.get_num_threads()}"
+        res["detail"] = f"{lib}, eager, inference_mode, threads={torch.get_num_threads()}"
         ctx = torch.inference_mode()
 
-        def run():
-            return m(xt).numpy()
+        if hf:
+            def run():
+                return m(pixel_values=xt).logits.numpy()
+        else:
+            def run():
+                return m(xt).numpy()
 
     elif rt == "onnxruntime":
         import onnxruntime as ort
@@ -327,6 +500,8 @@ def worker_bench(spec):
     if ctx is not None:
         ctx.__enter__()
     out = np.array(run(), dtype=np.float32, copy=True)  # first call (also a warm-up)
+    if out.shape != ref.shape:
+        raise RuntimeError(f"output shape {out.shape} != reference shape {ref.shape}")
     res["max_abs_diff"] = float(np.abs(out - ref).max())
     res["max_abs_logit"] = float(np.abs(ref).max())
     for _ in range(spec["warmup"]):
@@ -350,8 +525,7 @@ def worker_profile(spec):
     import mobilevit
     n, name = spec["threads"], spec["model"]
     mobilevit.set_num_threads(n)
-    m = mobilevit.create_model(name)
-    m.load_state_dict(dict(np.load(_paths(spec["workdir"], name, 1)["weights"])))
+    m = _load_mobilevit(mobilevit, name, _paths(spec["workdir"], name, 1)["weights"])
     out = {"model": name, "threads": n, "batches": {}}
     for b, repeats in spec["batches"]:
         x = np.load(_paths(spec["workdir"], name, b)["input"])
@@ -476,7 +650,8 @@ def write_report(path, S):
     mv = next((r for r in res.values() if r.get("runtime") == "mobilevit" and "detail" in r), None)
     ver = S["versions"]
     w(f"- mobilevit {mv['version'] if mv else '?'} ({mv['detail'] if mv else 'not run'})")
-    for k in ("torch", "timm", "onnxruntime", "openvino", "onnx", "numpy"):
+    for k in ("torch", "timm") + (("transformers",) if any(m in SEG_MODELS for m in args.models) else ()) \
+            + ("onnxruntime", "openvino", "onnx", "numpy"):
         w(f"- {k} {ver.get(k, '?')}")
     w("")
     w("Method: same random weights everywhere (timm init, BatchNorm stats/affine randomised), input "
@@ -490,6 +665,19 @@ def write_report(path, S):
       f"{S['min_runs']} are done). Only the inference call is timed (mobilevit's includes its NCHW→NHWC "
       "input conversion). Times: median [min–max]. ONNX Runtime and OpenVINO run the ONNX file exported "
       "by `torch.onnx.export` (" + S.get("exporter", "?") + ", opset 17, static shape per batch size).\n")
+    ext = [m for m in args.models if m not in MODELS]
+    if ext:
+        txt = ("Extended models: the timm models are built as above; mobilevit loads every non-v1 model with "
+               "`mobilevit.from_pretrained(state_dict)` (variant and head inferred from the tensors).")
+        if any(m in SEG_MODELS for m in ext):
+            txt += (" DeepLabv3: `transformers.MobileViTForSemanticSegmentation(MobileViTConfig(num_labels="
+                    f"{SEG_CLASSES}, output_stride=16, ...))` (XXS: hidden_sizes [64, 80, 96], expand 2.0; S: "
+                    "[144, 192, 240], expand 4.0), re-initialised the way timm initialises (HF's default init "
+                    "gives denormal ~1e-44 logits), BatchNorm randomised, input "
+                    f"{SEG_IMG}×{SEG_IMG}, batch 1 and {args.seg_batch} (instead of the larger classification "
+                    "batches); the logits are [B, 21, 32, 32] everywhere (HF `.logits`; the ONNX export wraps "
+                    "the model to return `.logits`).")
+        w(txt + "\n")
 
     # ---- skipped / failed
     notes = S["notes"]
@@ -508,111 +696,158 @@ def write_report(path, S):
         busy = mark and r.get("foreign_cpu") is not None and r["foreign_cpu"] > BUSY
         return f(r) + (" †" if busy else "")
 
-    threads, models = args.threads, args.models
-    hdr = "| model | threads | " + " | ".join(LABEL[r] for r in rts) + " |"
-    sep = "|---|---:|" + "---:|" * len(rts)
-    for b in args.batches:
-        if b == 1:
-            w("## Latency, batch 1 (ms per image; median [min–max])\n")
-            f = fmt_ms
-        else:
-            w(f"## Throughput, batch {b} (images/s from the median; median ms per batch in brackets)\n")
-            f = (lambda bb: (lambda r: f"{bb / r['median_s']:.1f} ({r['median_s'] * 1e3:.1f} ms)"))(b)
-        w(hdr)
-        w(sep)
-        for m in models:
-            for n in threads:
-                w(f"| {SHORT[m]} | {n} | " + " | ".join(cell(rt, m, b, n, f) for rt in rts) + " |")
-        w("")
-        w(f"† = other processes used more than {BUSY} CPU while this was timed (noisy).\n")
-        # speed-up of ours vs the best peer
-        if "mobilevit" in rts and len(rts) > 1:
-            rows = []
+    threads = args.threads
+    prep_models = S["prep"].get("models", {})
+    peaks = {p["threads"]: p["gflops"] for p in S["fma"] if "gflops" in p}
+    flagged, warn = [], []
+
+    def macs_of(m):
+        """MACs per image for the GFLOP/s column: counted in prep; analytic v1 figure if counting failed."""
+        v = prep_models.get(m, {}).get("macs")
+        return v if v else MACS.get(m)
+
+    groups = [(key, title, [m for m in gm if m in args.models]) for key, title, gm in GROUPS]
+    groups = [g for g in groups if g[2]]
+    only_v1 = [g[0] for g in groups] == ["v1"]
+
+    for gkey, gtitle, models in groups:
+        # with only the v1 models the headings are the same as before the extended models existed;
+        # otherwise one "## group" section per model group with "###" tables
+        h = "##" if only_v1 else "###"
+        if not only_v1:
+            w(f"## {gtitle}\n")
+        hdr = "| model | threads | " + " | ".join(LABEL[r] for r in rts) + " |"
+        sep = "|---|---:|" + "---:|" * len(rts)
+        gbatches = sorted({b for m in models for b in args.model_batches[m]})
+        for b in gbatches:
+            if b == 1:
+                w(f"{h} Latency, batch 1 (ms per image; median [min–max])\n")
+                f = fmt_ms
+            else:
+                w(f"{h} Throughput, batch {b} (images/s from the median; median ms per batch in brackets)\n")
+                f = (lambda bb: (lambda r: f"{bb / r['median_s']:.1f} ({r['median_s'] * 1e3:.1f} ms)"))(b)
+            w(hdr)
+            w(sep)
             for m in models:
                 for n in threads:
-                    ours = res.get(("mobilevit", m, b, n))
-                    peers = [(res[(rt, m, b, n)]["median_s"], rt) for rt in rts if rt != "mobilevit"
-                             and "median_s" in res.get((rt, m, b, n), {})]
-                    if ours and "median_s" in ours and peers:
-                        best, brt = min(peers)
-                        rows.append(f"{SHORT[m]}/{n}t: {best / ours['median_s']:.2f}× vs {LABEL[brt]}")
-            if rows:
-                w("Speed-up of mobilevit over the fastest peer (median): " + "; ".join(rows) + ".\n")
+                    w(f"| {SHORT[m]} | {n} | " + " | ".join(cell(rt, m, b, n, f) for rt in rts) + " |")
+            w("")
+            w(f"† = other processes used more than {BUSY} CPU while this was timed (noisy).\n")
+            # speed-up of ours vs the best peer
+            if "mobilevit" in rts and len(rts) > 1:
+                rows = []
+                for m in models:
+                    for n in threads:
+                        ours = res.get(("mobilevit", m, b, n))
+                        peers = [(res[(rt, m, b, n)]["median_s"], rt) for rt in rts if rt != "mobilevit"
+                                 and "median_s" in res.get((rt, m, b, n), {})]
+                        if ours and "median_s" in ours and peers:
+                            best, brt = min(peers)
+                            rows.append(f"{SHORT[m]}/{n}t: {best / ours['median_s']:.2f}× vs {LABEL[brt]}")
+                if rows:
+                    w("Speed-up of mobilevit over the fastest peer (median): " + "; ".join(rows) + ".\n")
 
-    # ---- compute efficiency
-    w("## Compute efficiency (GFLOP/s from the median; % of the measured FMA peak for that thread count)\n")
-    w("FLOPs = 2 × analytic MACs per image incl. attention matmuls (XXS 0.407 G, XS 1.026 G, S 2.001 G MACs) "
-      "× batch.\n")
-    w("| model | batch | threads | " + " | ".join(LABEL[r] for r in rts) + " |")
-    w("|---|---:|---:|" + "---:|" * len(rts))
-    peaks = {p["threads"]: p["gflops"] for p in S["fma"] if "gflops" in p}
+        # ---- compute efficiency
+        w(f"{h} Compute efficiency (GFLOP/s from the median; % of the measured FMA peak for that thread count)\n")
+        counted = [m for m in models if prep_models.get(m, {}).get("macs")]
+        img = img_size(models[0])
+        w(f"FLOPs = 2 × MACs per {img}×{img} image × batch. MACs counted with "
+          "`torch.utils.flop_counter.FlopCounterMode` on one batch-1 forward of the exported PyTorch model "
+          "(convolutions, linear layers and matmuls incl. attention; norms, activations, softmax and resizing not "
+          "counted): " + ", ".join(f"{SHORT[m]} {macs_of(m) / 1e9:.3f} G" + ("" if m in counted else " (analytic)")
+                                    for m in models if macs_of(m)) + ".")
+        xcheck = [f"{SHORT[m]} {MACS[m] / 1e9:.3f} G ({100 * (prep_models[m]['macs'] / MACS[m] - 1):+.1f} %)"
+                  for m in counted if m in MACS]
+        if xcheck:
+            w("Analytic MACs for comparison (perf-anchors §1, counted vs analytic): " + ", ".join(xcheck) + ".")
+        if gkey == "v2":
+            w("MobileViTv2's separable self-attention is 1×1 convolutions plus elementwise products and a "
+              "reduction over the patches, so its count is convolutions (+ the classifier) only.")
+        w("")
+        w("| model | batch | threads | " + " | ".join(LABEL[r] for r in rts) + " |")
+        w("|---|---:|---:|" + "---:|" * len(rts))
 
-    def eff(m, b, n):
-        def f(r):
-            gf = 2 * MACS[m] * b / r["median_s"] / 1e9
-            pk = peaks.get(n)
-            return f"{gf:.0f}" + (f" ({100 * gf / pk:.0f} %)" if pk else "")
-        return f
-    for b in args.batches:
-        for m in models:
-            for n in threads:
-                w(f"| {SHORT[m]} | {b} | {n} | " + " | ".join(cell(rt, m, b, n, eff(m, b, n)) for rt in rts) + " |")
-    w("")
-
-    # ---- memory
-    w("## Peak RSS (MiB; whole subprocess, `ru_maxrss`; in brackets: growth after importing the runtime)\n")
-    w("Includes the Python interpreter, numpy, the runtime's libraries, model conversion/compilation and "
-      "the input/output arrays. PyTorch's figure includes timm and torch itself.\n")
-    w("| model | batch | threads | " + " | ".join(LABEL[r] for r in rts) + " |")
-    w("|---|---:|---:|" + "---:|" * len(rts))
-    for b in args.batches:
-        for m in models:
-            for n in threads:
-                w(f"| {SHORT[m]} | {b} | {n} | " + " | ".join(
-                    cell(rt, m, b, n, lambda r: f"{r['peak_rss_mib']:.0f} (+{r['peak_rss_mib'] - r.get('rss_import_mib', 0):.0f})",
-                         mark=False)
-                    for rt in rts) + " |")
-    w("")
-
-    # ---- accuracy
-    w(f"## Accuracy vs PyTorch (max abs logit difference, worst over thread counts; ⚠ = above {TOL:g})\n")
-    w("Reference: timm eager (SDPA attention) on the same weights and input, computed once in the prep step.\n")
-    w("| model | batch | max abs logit | " + " | ".join(LABEL[r] for r in rts) + " |")
-    w("|---|---:|---:|" + "---:|" * len(rts))
-    flagged = []
-    for b in args.batches:
-        for m in models:
-            mal = S["prep"].get("models", {}).get(m, {}).get(f"max_abs_logit_b{b}")
-            cells = []
-            for rt in rts:
-                ds = [res[(rt, m, b, n)]["max_abs_diff"] for n in threads
-                      if "max_abs_diff" in res.get((rt, m, b, n), {})]
-                if not ds:
-                    cells.append("—")
+        def eff(m, b, n):
+            def fmt_eff(rec):
+                gf = 2 * macs_of(m) * b / rec["median_s"] / 1e9
+                pk = peaks.get(n)
+                return f"{gf:.0f}" + (f" ({100 * gf / pk:.0f} %)" if pk else "")
+            return fmt_eff
+        for b in gbatches:
+            for m in models:
+                if b not in args.model_batches[m] or not macs_of(m):
                     continue
-                d = max(ds)
-                if d > TOL:
-                    flagged.append(f"{LABEL[rt]} {SHORT[m]} batch {b}: {d:.2e}")
-                cells.append(f"{d:.1e}" + (" ⚠" if d > TOL else ""))
-            w(f"| {SHORT[m]} | {b} | {mal:.3g} | " if mal is not None else f"| {SHORT[m]} | {b} | ? | ")
-            L[-1] += " | ".join(cells) + " |"
-    w("")
-    if flagged:
-        w("**Above tolerance:** " + "; ".join(flagged) + ".\n")
-    warn = [f"{LABEL[r['runtime']]} {SHORT[r['model']]} b{r['batch']} {r['threads']}t: {r['warning']}"
-            for r in res.values() if r.get("warning")]
-    if warn:
-        w("**Warnings:** " + "; ".join(warn) + ".\n")
+                for n in threads:
+                    w(f"| {SHORT[m]} | {b} | {n} | " + " | ".join(cell(rt, m, b, n, eff(m, b, n)) for rt in rts) + " |")
+        w("")
+
+        # ---- memory
+        w(f"{h} Peak RSS (MiB; whole subprocess, `ru_maxrss`; in brackets: growth after importing the runtime)\n")
+        w("Includes the Python interpreter, numpy, the runtime's libraries, model conversion/compilation and "
+          "the input/output arrays. PyTorch's figure includes " + ("transformers" if gkey == "seg" else "timm")
+          + " and torch itself.\n")
+        w("| model | batch | threads | " + " | ".join(LABEL[r] for r in rts) + " |")
+        w("|---|---:|---:|" + "---:|" * len(rts))
+        for b in gbatches:
+            for m in models:
+                if b not in args.model_batches[m]:
+                    continue
+                for n in threads:
+                    w(f"| {SHORT[m]} | {b} | {n} | " + " | ".join(
+                        cell(rt, m, b, n, lambda r: f"{r['peak_rss_mib']:.0f} (+{r['peak_rss_mib'] - r.get('rss_import_mib', 0):.0f})",
+                             mark=False)
+                        for rt in rts) + " |")
+        w("")
+
+        # ---- accuracy
+        w(f"{h} Accuracy vs PyTorch (max abs logit difference, worst over thread counts; ⚠ = above {TOL:g})\n")
+        if gkey == "seg":
+            w("Reference: transformers `MobileViTForSemanticSegmentation` eager, `.logits` "
+              f"[B, {SEG_CLASSES}, {SEG_IMG // 16}, {SEG_IMG // 16}], on the same weights and input, computed once in "
+              "the prep step.\n")
+        else:
+            w("Reference: timm eager (SDPA attention) on the same weights and input, computed once in the prep step.\n")
+        w("| model | batch | max abs logit | " + " | ".join(LABEL[r] for r in rts) + " |")
+        w("|---|---:|---:|" + "---:|" * len(rts))
+        gflagged = []
+        for b in gbatches:
+            for m in models:
+                if b not in args.model_batches[m]:
+                    continue
+                mal = prep_models.get(m, {}).get(f"max_abs_logit_b{b}")
+                cells = []
+                for rt in rts:
+                    ds = [res[(rt, m, b, n)]["max_abs_diff"] for n in threads
+                          if "max_abs_diff" in res.get((rt, m, b, n), {})]
+                    if not ds:
+                        cells.append("—")
+                        continue
+                    d = max(ds)
+                    if d > TOL:
+                        gflagged.append(f"{LABEL[rt]} {SHORT[m]} batch {b}: {d:.2e}")
+                    cells.append(f"{d:.1e}" + (" ⚠" if d > TOL else ""))
+                w(f"| {SHORT[m]} | {b} | {mal:.3g} | " if mal is not None else f"| {SHORT[m]} | {b} | ? | ")
+                L[-1] += " | ".join(cells) + " |"
+        w("")
+        if gflagged:
+            w("**Above tolerance:** " + "; ".join(gflagged) + ".\n")
+        gwarn = [f"{LABEL[r['runtime']]} {SHORT[r['model']]} b{r['batch']} {r['threads']}t: {r['warning']}"
+                 for r in res.values() if r.get("warning") and r.get("model") in models]
+        if gwarn:
+            w("**Warnings:** " + "; ".join(gwarn) + ".\n")
+        flagged += gflagged
+        warn += gwarn
 
     # ---- FMA peak
     w("## fp32 FMA peak of this machine (`benchmarks/fma_peak.c`)\n")
     w("12 independent FMA chains in vector registers per thread, threads pinned one per core "
       "(`OMP_PROC_BIND=close`), best of the repetitions. The FMA floor is GFLOP / peak.\n")
-    w("| threads | ISA | GFLOP/s | FMA floor XXS / XS / S, batch 1 (ms) |")
+    fm = [m for m in args.models if macs_of(m)] if not only_v1 else MODELS
+    w(f"| threads | ISA | GFLOP/s | FMA floor {' / '.join(SHORT[m] for m in fm)}, batch 1 (ms) |")
     w("|---:|---|---:|---|")
     for p in S["fma"]:
         if "gflops" in p:
-            fl_ = " / ".join(f"{2 * MACS[m] / (p['gflops'] * 1e9) * 1e3:.2f}" for m in MODELS)
+            fl_ = " / ".join(f"{2 * (macs_of(m) or MACS[m]) / (p['gflops'] * 1e9) * 1e3:.2f}" for m in fm)
             w(f"| {p['threads']} | {p['isa']} | {p['gflops']:.1f} | {fl_} |")
         else:
             w(f"| {p['threads']} | — | failed: {p.get('error', '?')} | |")
@@ -670,35 +905,50 @@ def write_report(path, S):
 
 
 def write_chart(path, S):
+    """One row of panels per model group (v1, v2, DeepLabv3): batch-1 latency and throughput at the
+    larger batch, at 2 threads (or the largest thread count measured)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     args, res = S["args"], S["results"]
     n = 2 if 2 in args.threads else max(args.threads)
-    panels = [(b, "latency, batch 1 (ms, lower is better)" if b == 1 else
-               f"throughput, batch {b} (images/s, higher is better)") for b in args.batches]
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.6), squeeze=False)
-    rts, models = args.runtimes, args.models
+    rts = args.runtimes
+    groups = [(key, title, [m for m in gm if m in args.models]) for key, title, gm in GROUPS]
+    groups = [g for g in groups if g[2]]
+    rows = []
+    for key, _title, models in groups:
+        gb = sorted({b for m in models for b in args.model_batches[m]})
+        rows.append((key, models, gb))
+    ncols = max(len(r[2]) for r in rows)
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(6.5 * ncols, 4.6 * len(rows)), squeeze=False)
     width = 0.8 / max(1, len(rts))
     colors = {"mobilevit": "#d62728", "torch": "#1f77b4", "onnxruntime": "#2ca02c", "openvino": "#9467bd"}
-    for ax, (b, title) in zip(axes[0], panels):
-        for i, rt in enumerate(rts):
-            xs, ys = [], []
-            for j, m in enumerate(models):
-                r = res.get((rt, m, b, n), {})
-                if "median_s" not in r:
-                    continue
-                xs.append(j + (i - (len(rts) - 1) / 2) * width)
-                ys.append(r["median_s"] * 1e3 if b == 1 else b / r["median_s"])
-            bars = ax.bar(xs, ys, width, label=LABEL[rt], color=colors.get(rt))
-            ax.bar_label(bars, fmt="%.1f" if b == 1 else "%.0f", fontsize=7)
-        ax.set_xticks(range(len(models)))
-        ax.set_xticklabels([f"MobileViT-{SHORT[m]}" for m in models])
-        ax.set_title(f"{title}, {n} threads", fontsize=10)
-        ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(f"MobileViT {IMG}×{IMG} fp32 on {S['machine']['cpu']} ({S['date']}"
+    single = len(rows) == 1 and rows[0][0] == "v1"
+    for axrow, (key, models, gb) in zip(axes, rows):
+        for ax in axrow[len(gb):]:
+            ax.axis("off")
+        for ax, b in zip(axrow, gb):
+            title = ("latency, batch 1 (ms, lower is better)" if b == 1 else
+                     f"throughput, batch {b} (images/s, higher is better)")
+            for i, rt in enumerate(rts):
+                xs, ys = [], []
+                for j, m in enumerate(models):
+                    r = res.get((rt, m, b, n), {})
+                    if "median_s" not in r:
+                        continue
+                    xs.append(j + (i - (len(rts) - 1) / 2) * width)
+                    ys.append(r["median_s"] * 1e3 if b == 1 else b / r["median_s"])
+                bars = ax.bar(xs, ys, width, label=LABEL[rt], color=colors.get(rt))
+                ax.bar_label(bars, fmt="%.1f" if b == 1 else ("%.0f" if key != "seg" else "%.1f"), fontsize=7)
+            ax.set_xticks(range(len(models)))
+            ax.set_xticklabels([DISPLAY[m] for m in models], fontsize=8 if key == "seg" else None)
+            ax.set_title(f"{title}, {n} threads" if single else f"{CHART_TITLE[key]}\n{title}, {n} threads",
+                         fontsize=10)
+            ax.grid(axis="y", alpha=0.3)
+            ax.legend(fontsize=8)
+    what = f"MobileViT {IMG}×{IMG}" if single else "MobileViT family"
+    fig.suptitle(f"{what} fp32 on {S['machine']['cpu']} ({S['date']}"
                  + (", --quick" if args.quick else "") + ")", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -712,8 +962,15 @@ def write_chart(path, S):
 def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="+", default=MODELS, choices=MODELS)
-    ap.add_argument("--batches", nargs="+", type=int, default=[1, 16])
+    ap.add_argument("--models", nargs="+", default=MODELS, choices=ALL_MODELS + list(MODEL_SETS),
+                    metavar="MODEL",
+                    help="model keys (" + ", ".join(ALL_MODELS) + ") or sets: v1 (the default: "
+                         "mobilevit_xxs/xs/s), v2, seg, extended (v2 + seg), all")
+    ap.add_argument("--batches", nargs="+", type=int, default=[1, 16],
+                    help="batch sizes for the classification models (default 1 16); the DeepLabv3 "
+                         "models run batch 1 and --seg-batch instead of every batch > 1")
+    ap.add_argument("--seg-batch", type=int, default=4,
+                    help="throughput batch of the 512x512 segmentation models (default 4)")
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--runtimes", nargs="+", default=RUNTIMES, choices=RUNTIMES)
     ap.add_argument("--runs", type=int, default=200, help="timed runs at batch 1 (default 200)")
@@ -735,7 +992,9 @@ def parse_args(argv):
         a.runs, a.runs_batch, a.min_runs = min(a.runs, 5), min(a.runs_batch, 3), 3
     a.batches = sorted(set(a.batches))
     a.threads = sorted(set(a.threads))
-    a.models = [m for m in MODELS if m in a.models]
+    chosen = {k for m in a.models for k in MODEL_SETS.get(m, [m])}
+    a.models = [m for m in ALL_MODELS if m in chosen]
+    a.model_batches = {m: model_batches(m, a.batches, a.seg_batch) for m in a.models}
     a.runtimes = [r for r in RUNTIMES if r in a.runtimes]
     if a.png is None:
         a.png = os.path.join(os.path.dirname(os.path.abspath(a.out)), "results.png")
@@ -754,8 +1013,8 @@ def main(argv=None):
     t_start = time.time()
     S = {"args": args, "argv": argv, "notes": [], "results": {}, "machine": machine_info(),
          "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "load_before": loadavg()}
-    S["versions"] = {k: pkg_version(k) for k in ("torch", "timm", "onnxruntime", "openvino", "onnx", "numpy",
-                                                 "matplotlib")}
+    S["versions"] = {k: pkg_version(k) for k in ("torch", "timm", "transformers", "onnxruntime", "openvino", "onnx",
+                                                 "numpy", "matplotlib")}
     S["warmup"] = {1: 2 if args.quick else 20, 16: 1 if args.quick else 3}
     S["min_runs"] = args.min_runs
     workdir = args.workdir or tempfile.mkdtemp(prefix="mobilevit_bench_")
@@ -784,6 +1043,7 @@ def main(argv=None):
         # 2. prep: weights, inputs, references, ONNX
         log("prep: timm models, reference logits, ONNX export ...")
         prep, err = run_worker("prep", {"workdir": workdir, "models": args.models, "batches": args.batches,
+                                        "model_batches": args.model_batches,
                                         "threads": max(args.threads)}, max(args.threads), timeout=1800)
         if prep is None:
             raise SystemExit(f"prep step failed ({err}); nothing can be measured")
@@ -803,10 +1063,17 @@ def main(argv=None):
         for rt in args.runtimes:
             if not available[rt]:
                 S["notes"].append(f"{LABEL[rt]}: package not installed, skipped (`pip install {rt}`)")
+        for m, info_ in prep["models"].items():
+            if info_.get("macs_error"):
+                S["notes"].append(f"FLOP count of {m} failed ({info_['macs_error']})"
+                                  + ("; the analytic MACs are used" if m in MACS else "; no GFLOP/s for it"))
 
-        # 3. measurements: one subprocess each, sequential
-        for b in args.batches:
+        # 3. measurements: one subprocess each, sequential (segmentation models: --seg-batch for b > 1)
+        for i, b0 in enumerate(args.batches):
             for m in args.models:
+                b = model_batch(m, b0, args.seg_batch)
+                if any(model_batch(m, bp, args.seg_batch) == b for bp in args.batches[:i]):
+                    continue  # this segmentation batch was already measured
                 onnx_ok = prep["onnx"].get(f"{m}_b{b}", {}).get("ok", False)
                 for n in args.threads:
                     for rt in args.runtimes:
@@ -820,9 +1087,9 @@ def main(argv=None):
                         if r is None:
                             r = {"runtime": rt, "model": m, "batch": b, "threads": n, "error": err}
                             S["notes"].append(f"{LABEL[rt]} {SHORT[m]} batch {b} {n} thread(s) failed: {err}")
-                            log(f"{rt:12s} {SHORT[m]:3s} b{b:<3d} {n}t  FAILED: {err}")
+                            log(f"{rt:12s} {SHORT[m]:6s} b{b:<3d} {n}t  FAILED: {err}")
                         else:
-                            log(f"{rt:12s} {SHORT[m]:3s} b{b:<3d} {n}t  median {r['median_s'] * 1e3:8.2f} ms "
+                            log(f"{rt:12s} {SHORT[m]:6s} b{b:<3d} {n}t  median {r['median_s'] * 1e3:8.2f} ms "
                                 f"(n={r['n']}) rss {r['peak_rss_mib']:.0f} MiB  diff {r['max_abs_diff']:.1e}  "
                                 f"others {r.get('foreign_cpu') or 0:.2f} CPU")
                         S["results"][(rt, m, b, n)] = r
@@ -831,7 +1098,8 @@ def main(argv=None):
         if not args.no_profile and "mobilevit" in args.runtimes:
             pm = "mobilevit_s" if "mobilevit_s" in args.models else args.models[-1]
             pn = 2 if 2 in args.threads else max(args.threads)
-            pb = [(b, (3 if args.quick else 50) if b == 1 else (2 if args.quick else 10)) for b in args.batches]
+            pb = [(b, (3 if args.quick else 50) if b == 1 else (2 if args.quick else 10))
+                  for b in args.model_batches[pm]]
             log(f"profile {pm} {pn} threads ...")
             prof, err = run_worker("profile", {"workdir": workdir, "model": pm, "threads": pn, "batches": pb},
                                    pn, timeout=900)

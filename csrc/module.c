@@ -16,6 +16,8 @@
 #include "ops/ops.h"
 #include "model/graph.h"
 
+#define MV_MAX_CONV_PARAM 65536   /* stride / padding / dilation cap (keeps sizes in range) */
+
 static atomic_int g_isa = MV_ISA_REF;
 static atomic_int g_threads = 1;
 /* libgomp's thread pool does not survive fork(): a child forked after the
@@ -236,7 +238,9 @@ static PyObject *py_conv2d(PyObject *self, PyObject *args) {
     if (e1 || e2 || e3) goto done;
     int B = DIM(X, 0), H = DIM(X, 1), Wd = DIM(X, 2), C1 = DIM(X, 3), C2 = X2 ? DIM(X2, 3) : 0;
     int Co = DIM(W, 0), kh = DIM(W, 2), kw = DIM(W, 3);
-    if (stride < 1 || pad < 0 || dil < 1) { PyErr_SetString(PyExc_ValueError, "conv2d: stride >= 1, padding >= 0, dilation >= 1"); goto done; }
+    if (stride < 1 || pad < 0 || dil < 1 || stride > MV_MAX_CONV_PARAM || pad > MV_MAX_CONV_PARAM || dil > MV_MAX_CONV_PARAM) {
+        PyErr_Format(PyExc_ValueError, "conv2d: need 1 <= stride, 0 <= padding, 1 <= dilation, all <= %d", MV_MAX_CONV_PARAM); goto done;
+    }
     if (DIM(W, 1) != C1 + C2 || Co < 1 || kh < 1 || kw < 1) {
         PyErr_Format(PyExc_ValueError, "conv2d: weight has %d input channels, input has %d", DIM(W, 1), C1 + C2); goto done;
     }
@@ -255,7 +259,7 @@ static PyObject *py_conv2d(PyObject *self, PyObject *args) {
                         Wp, Bi ? F(Bi) : NULL, R ? F(R) : NULL, Co, F(Y), Co, act, zero};
     conv_task t = {&a, mv_kernels(parse_isa(isa))->conv2d};
     int n = parse_threads(nth);
-    if (B > 0) {
+    if (PyArray_SIZE(Y) > 0) {
         Py_BEGIN_ALLOW_THREADS
         mv_pack_conv2d_weights(F(W), Co, C1 + C2, kh, kw, Wp);
         run_parallel(conv_run, &t, n);
@@ -288,7 +292,9 @@ static PyObject *py_dwconv2d(PyObject *self, PyObject *args) {
         PyErr_Format(PyExc_ValueError, "dwconv2d: weight must be [%d, 1, 3, 3]", C); goto done;
     }
     if (Bi && DIM(Bi, 0) != C) { PyErr_Format(PyExc_ValueError, "dwconv2d: bias must have %d elements", C); goto done; }
-    if (stride < 1 || pad < 0 || dil < 1) { PyErr_SetString(PyExc_ValueError, "dwconv2d: stride >= 1, padding >= 0, dilation >= 1"); goto done; }
+    if (stride < 1 || pad < 0 || dil < 1 || stride > MV_MAX_CONV_PARAM || pad > MV_MAX_CONV_PARAM || dil > MV_MAX_CONV_PARAM) {
+        PyErr_Format(PyExc_ValueError, "dwconv2d: need 1 <= stride, 0 <= padding, 1 <= dilation, all <= %d", MV_MAX_CONV_PARAM); goto done;
+    }
     int OH = mv_conv_out_size(H, 3, stride, pad, dil), OW = mv_conv_out_size(Wd, 3, stride, pad, dil);
     if (OH < 1 || OW < 1) { PyErr_SetString(PyExc_ValueError, "dwconv2d: input smaller than the kernel"); goto done; }
     npy_intp dims[4] = {B, OH, OW, C};
@@ -297,10 +303,12 @@ static PyObject *py_dwconv2d(PyObject *self, PyObject *args) {
     mv_dwconv2d_args a = {B, H, Wd, C, F(X), OH, OW, stride, pad, dil, Wt, Bi ? F(Bi) : NULL, F(Y), act};
     dw_task t = {&a, mv_kernels(parse_isa(isa))->dwconv2d};
     int n = parse_threads(nth);
-    Py_BEGIN_ALLOW_THREADS
-    mv_pack_dwconv2d_weights(F(W), C, Wt);
-    run_parallel(dw_run, &t, n);
-    Py_END_ALLOW_THREADS
+    if (PyArray_SIZE(Y) > 0) {
+        Py_BEGIN_ALLOW_THREADS
+        mv_pack_dwconv2d_weights(F(W), C, Wt);
+        run_parallel(dw_run, &t, n);
+        Py_END_ALLOW_THREADS
+    }
     ret = (PyObject *)Y; Y = NULL;
 done:
     mv_aligned_free(Wt);
@@ -419,6 +427,9 @@ static void misc_run(void *c, int tid, int nth) {
 }
 
 static PyObject *finish_misc(misc_task *t, PyArrayObject *Y, int nth) {
+    if (PyArray_SIZE(Y) == 0) {        /* nothing to compute: no kernel launch */
+        return (PyObject *)Y;
+    }
     Py_BEGIN_ALLOW_THREADS
     run_parallel(misc_run, t, parse_threads(nth));
     Py_END_ALLOW_THREADS
@@ -569,7 +580,8 @@ static PyObject *py_fold(PyObject *self, PyObject *args) {
     PyObject *ret = NULL;
     if (!X) return NULL;
     if (B < 0 || H < 1 || W < 1 || ph < 1 || pw < 1 || H % ph || W % pw ||
-        DIM(X, 0) != B * ph * pw || DIM(X, 1) != (H / ph) * (W / pw)) {
+        (int64_t)PyArray_DIM(X, 0) != (int64_t)B * ph * pw ||
+        (int64_t)PyArray_DIM(X, 1) != (int64_t)(H / ph) * (W / pw)) {
         PyErr_SetString(PyExc_ValueError, "fold: tokens must be [B*ph*pw, (H/ph)*(W/pw), C]"); goto done;
     }
     npy_intp dims[4] = {B, H, W, DIM(X, 2)};

@@ -243,3 +243,25 @@ def test_crop_pad(rng):
     y = ops.crop_pad(x, (6, 9))
     np.testing.assert_array_equal(y[:, :, :5, :7], x)
     assert not y[:, :, 5:].any() and not y[:, :, :, 7:].any()
+
+
+def test_regressions_found_by_fuzzing(isa):
+    """Huge dilation/padding wrapped the output-size arithmetic (segfault in
+    the SIMD depthwise kernel); fold's shape check overflowed int; empty
+    tensors spun over every position."""
+    import time
+    from mobilevit import _C
+    x = np.ones((3, 7, 1, 3), np.float32)
+    w = np.ones((3, 1, 3, 3), np.float32)
+    for dil in (2 ** 31 - 1, 2 ** 20):
+        with pytest.raises(ValueError, match="dilation"):
+            _C.dwconv2d(x, w, None, 3, 3, dil, 0, ops._isa(isa), 1)
+        with pytest.raises(ValueError, match="dilation"):
+            ops.conv2d(np.ones((1, 3, 7, 7), np.float32), np.ones((2, 3, 3, 3), np.float32), dilation=dil)
+    with pytest.raises(ValueError, match="padding"):
+        ops.conv2d(np.ones((1, 3, 7, 7), np.float32), np.ones((2, 3, 3, 3), np.float32), padding=2 ** 30)
+    with pytest.raises(ValueError, match="fold"):
+        ops.fold(np.ones((4, 1, 1), np.float32), 2 ** 30 + 1, 4, 1, patch_size=(4, 1), num_threads=1)
+    t0 = time.perf_counter()
+    assert _C.unfold(np.empty((1, 2 ** 27, 1, 0), np.float32), 1, 1, 1).shape == (1, 2 ** 27, 0)
+    assert time.perf_counter() - t0 < 1.0

@@ -68,6 +68,7 @@ mv_status mv_graph_set_node(mv_graph *g, int index, const mv_node *spec,
         int kh = n.ip[0], kw = n.ip[1], stride = n.ip[2], pad = n.ip[3], dil = n.ip[4];
         int has_x2 = n.ip[6], has_res = n.ip[7];
         if (kh < 1 || kw < 1 || stride < 1 || pad < 0 || dil < 1 || n.cout < 1 ||
+            stride > 65536 || pad > 65536 || dil > 65536 ||
             n.nin != 1 + has_x2 + has_res) { ERR("node %d: bad conv parameters", index); return MV_ERR_ARG; }
         int Cin = cin[0] + (has_x2 ? cin[1] : 0);
         if (has_res && cin[n.nin - 1] != n.cout) {
@@ -83,7 +84,9 @@ mv_status mv_graph_set_node(mv_graph *g, int index, const mv_node *spec,
     }
     case MV_OP_DWCONV:
         n.cout = cin[0];
-        if (n.ip[0] < 1 || n.ip[1] < 0 || n.ip[2] < 1) { ERR("node %d: bad dwconv parameters", index); return MV_ERR_ARG; }
+        if (n.ip[0] < 1 || n.ip[1] < 0 || n.ip[2] < 1 || n.ip[0] > 65536 || n.ip[1] > 65536 || n.ip[2] > 65536) {
+            ERR("node %d: bad dwconv parameters", index); return MV_ERR_ARG;
+        }
         n.w = mv_aligned_alloc((size_t)9 * n.cout * sizeof(float));
         if (!n.w) return MV_ERR_NOMEM;
         mv_pack_dwconv2d_weights(w, n.cout, n.w);

@@ -3,8 +3,14 @@
 #include "ops.h"
 #include "act_ref.h"
 
+/* In 64-bit: pad and dilation come from users; -1 when the size does not fit
+ * an int or the arguments are out of range. */
 int mv_conv_out_size(int in, int k, int stride, int pad, int dil) {
-    return (in + 2 * pad - dil * (k - 1) - 1) / stride + 1;
+    if (in < 0 || k < 1 || stride < 1 || pad < 0 || dil < 1) return -1;
+    int64_t span = (int64_t)in + 2 * (int64_t)pad - (int64_t)dil * (k - 1) - 1;
+    if (span < 0) return 0;
+    int64_t out = span / stride + 1;
+    return out > INT32_MAX ? -1 : (int)out;
 }
 
 size_t mv_conv2d_packed_floats(int kh, int kw, int Cin, int Cout) {

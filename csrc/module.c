@@ -674,10 +674,44 @@ typedef struct {
     pthread_mutex_t lock;      /* guards the cached plan */
     mv_plan cache;             /* plan + arena reused by calls of the same shape */
     int has_cache;
+    mv_plan *img;              /* throughput mode: one single-image plan per worker */
+    int n_img;
     size_t max_bytes;          /* activation memory cap (0: none) */
 } GraphObject;
 
+static void release_img_plans(GraphObject *self) {
+    for (int i = 0; i < self->n_img; i++) mv_plan_release(&self->img[i]);
+    free(self->img);
+    self->img = NULL;
+    self->n_img = 0;
+}
+
+/* The per-worker single-image plans for (H, W), made or reused; lock held. */
+static mv_status ensure_img_plans(GraphObject *self, int H, int W, int nth, char *err, size_t errlen) {
+    if (self->n_img == nth && self->img[0].H == H && self->img[0].W == W) return MV_OK;
+    release_img_plans(self);
+    self->img = calloc((size_t)nth, sizeof(mv_plan));
+    if (!self->img) return MV_ERR_NOMEM;
+    for (int i = 0; i < nth; i++) {
+        mv_status st = mv_plan_init(&self->img[i], self->g, 1, H, W, 1, 0, err, errlen);
+        if (st != MV_OK) { self->n_img = i; release_img_plans(self); return st; }
+        self->n_img = i + 1;
+    }
+    return MV_OK;
+}
+
+static mv_status ensure_cache(GraphObject *self, int B, int H, int W, int nth, char *err, size_t errlen) {
+    if (self->has_cache && self->cache.B == B && self->cache.H == H && self->cache.W == W && self->cache.nth >= nth)
+        return MV_OK;
+    if (self->has_cache) mv_plan_release(&self->cache);
+    self->has_cache = 0;
+    mv_status st = mv_plan_init(&self->cache, self->g, B, H, W, nth, 0, err, errlen);
+    if (st == MV_OK) self->has_cache = 1;
+    return st;
+}
+
 static void Graph_dealloc(GraphObject *self) {
+    release_img_plans(self);
     if (self->has_cache) mv_plan_release(&self->cache);
     mv_graph_free(self->g);
     pthread_mutex_destroy(&self->lock);
@@ -773,6 +807,8 @@ static PyObject *Graph_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     if (!self) return NULL;
     self->g = NULL;
     self->has_cache = 0;
+    self->img = NULL;
+    self->n_img = 0;
     self->max_bytes = 0;
     memset(&self->cache, 0, sizeof(self->cache));
     pthread_mutex_init(&self->lock, NULL);
@@ -832,21 +868,36 @@ static PyObject *Graph_run(GraphObject *self, PyObject *args) {
             if (!PyList_Check(prof)) { PyErr_SetString(PyExc_TypeError, "profile must be a list"); goto fail_py; }
             if (!(times = calloc((size_t)self->g->nnodes, sizeof(double)))) { PyErr_NoMemory(); goto fail_py; }
         }
+        /* throughput mode for batches of at least two images per worker:
+         * whole images per worker, the remainder layer-parallel */
+        int by_image = nth > 1 && B >= 2 * nth && !times;
         Py_BEGIN_ALLOW_THREADS
         if (pthread_mutex_trylock(&self->lock) == 0) {
             own_lock = 1;
-            if (!self->has_cache || self->cache.B != B || self->cache.H != H || self->cache.W != W || self->cache.nth < nth) {
-                if (self->has_cache) mv_plan_release(&self->cache);
-                self->has_cache = 0;
-                st = mv_plan_init(&self->cache, self->g, B, H, W, nth, 0, err, sizeof(err));
-                if (st == MV_OK) self->has_cache = 1;
+            if (by_image) {
+                int nfull = B / nth * nth, rest = B - nfull;
+                st = ensure_img_plans(self, H, W, nth, err, sizeof(err));
+                if (st == MV_OK) st = mv_plan_run_images(self->img, nth, self->g, F(X), nfull, &out, isa);
+                if (st == MV_OK && rest) {
+                    st = ensure_cache(self, rest, H, W, nth, err, sizeof(err));
+                    float *rdst[64];
+                    mv_outputs rout = {nout, ids, rdst};
+                    for (int k = 0; k < nout; k++)
+                        rdst[k] = dst[k] + (size_t)nfull * mv_plan_image_floats(&self->img[0], ids[k]);
+                    if (st == MV_OK)
+                        st = mv_plan_run_timed(&self->cache, self->g,
+                                               F(X) + (size_t)nfull * C * H * W, &rout, nth, isa, NULL);
+                }
+                plan = NULL;
+            } else {
+                st = ensure_cache(self, B, H, W, nth, err, sizeof(err));
+                plan = &self->cache;
             }
-            plan = &self->cache;
         } else {  /* another thread is using the cached plan: use a private one */
             st = mv_plan_init(&tmp, self->g, B, H, W, nth, 0, err, sizeof(err));
             plan = &tmp;
         }
-        if (st == MV_OK) st = mv_plan_run_timed(plan, self->g, F(X), &out, nth, isa, times);
+        if (st == MV_OK && plan) st = mv_plan_run_timed(plan, self->g, F(X), &out, nth, isa, times);
         if (own_lock) pthread_mutex_unlock(&self->lock);
         else if (plan == &tmp) mv_plan_release(&tmp);
         Py_END_ALLOW_THREADS
@@ -913,6 +964,7 @@ static PyObject *Graph_release(GraphObject *self, PyObject *noargs) {
     Py_END_ALLOW_THREADS
     if (self->has_cache) mv_plan_release(&self->cache);
     self->has_cache = 0;
+    release_img_plans(self);
     if (locked) pthread_mutex_unlock(&self->lock);
     Py_RETURN_NONE;
 }

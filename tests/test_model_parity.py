@@ -102,3 +102,22 @@ def test_repeated_calls_and_shape_changes_are_stable():
     for _ in range(3):
         np.testing.assert_array_equal(ours(a), ya)
         np.testing.assert_array_equal(ours(b), yb)
+
+
+@pytest.mark.parametrize("batch", [4, 5, 9])
+def test_throughput_mode_is_bit_identical(batch):
+    """Batches of >= 2 images per thread run whole images per worker (the
+    remainder layer-parallel); each image must equal its single-image,
+    single-thread result bit for bit, and match the reference."""
+    ref, ours = reference("timm", "mobilevit_xxs")
+    x = np.random.default_rng(batch).random((batch, 3, 97, 131), dtype=np.float32)
+    mobilevit.set_num_threads(2)
+    y = ours(x)
+    feats = ours.forward_features(x)
+    mobilevit.set_num_threads(1)
+    for i in range(batch):
+        np.testing.assert_array_equal(y[i:i + 1], ours(x[i:i + 1]))
+        for f, fi in zip(feats, ours.forward_features(x[i:i + 1])):
+            np.testing.assert_array_equal(f[i:i + 1], fi)
+    with torch.no_grad():
+        assert_close(y, ref(torch.from_numpy(x)).numpy(), 1e-4, "throughput mode")

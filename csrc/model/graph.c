@@ -558,3 +558,40 @@ mv_status mv_plan_run_timed(mv_plan *p, const mv_graph *g, const float *x,
     free(ph);
     return MV_OK;
 }
+
+size_t mv_plan_image_floats(const mv_plan *p, int id) {
+    const mv_tensor_info *t = &p->t[id];
+    return (size_t)t->C * t->H * t->W;
+}
+
+mv_status mv_plan_run_images(mv_plan *plans, int nplans, const mv_graph *g,
+                             const float *x, int nimg, const mv_outputs *out,
+                             mv_isa isa) {
+    size_t x_img = (size_t)g->in_channels * plans[0].H * plans[0].W;
+    size_t o_img[64];
+    if (out->n > 64) return MV_ERR_ARG;
+    for (int k = 0; k < out->n; k++) o_img[k] = mv_plan_image_floats(&plans[0], out->ids[k]);
+    atomic_int next;
+    atomic_init(&next, 0);
+    atomic_int failed;
+    atomic_init(&failed, 0);
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nplans)
+#endif
+    {
+#ifdef _OPENMP
+        int w = omp_get_thread_num();
+#else
+        int w = 0;
+#endif
+        float *dst[64];
+        mv_outputs oi = {out->n, out->ids, dst};
+        int i;
+        while (w < nplans && (i = atomic_fetch_add(&next, 1)) < nimg) {
+            for (int k = 0; k < out->n; k++) dst[k] = out->dst[k] + (size_t)i * o_img[k];
+            if (mv_plan_run_timed(&plans[w], g, x + (size_t)i * x_img, &oi, 1, isa, NULL) != MV_OK)
+                atomic_store(&failed, 1);
+        }
+    }
+    return atomic_load(&failed) ? MV_ERR_NOMEM : MV_OK;
+}

@@ -114,4 +114,15 @@ mv_status mv_plan_run_timed(mv_plan *p, const mv_graph *g, const float *x,
                             const mv_outputs *out, int nth, mv_isa isa,
                             double *node_seconds);
 
+/* Throughput mode: images [0, nimg) of x, each run as a whole single-image
+ * forward by one worker (no synchronisation between layers, activations of
+ * one image stay in cache).  plans[w] is worker w's plan for B = 1 at this
+ * H, W (nth = 1).  Images are claimed dynamically; every image's result is
+ * bit-identical to the layer-parallel path. */
+mv_status mv_plan_run_images(mv_plan *plans, int nplans, const mv_graph *g,
+                             const float *x, int nimg, const mv_outputs *out,
+                             mv_isa isa);
+/* Floats per image of tensor `id` in a plan (C * H * W). */
+size_t mv_plan_image_floats(const mv_plan *p, int id);
+
 #endif /* MV_GRAPH_H */

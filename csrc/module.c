@@ -870,7 +870,7 @@ static PyObject *Graph_run(GraphObject *self, PyObject *args) {
         }
         /* throughput mode for batches of at least two images per worker:
          * whole images per worker, the remainder layer-parallel */
-        int by_image = nth > 1 && B >= 2 * nth && !times;
+        int by_image = B >= 2 * nth && !times && !(nth == 1 && atomic_load(&g_forked_child));
         Py_BEGIN_ALLOW_THREADS
         if (pthread_mutex_trylock(&self->lock) == 0) {
             own_lock = 1;

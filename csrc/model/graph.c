@@ -576,11 +576,11 @@ mv_status mv_plan_run_images(mv_plan *plans, int nplans, const mv_graph *g,
     atomic_int failed;
     atomic_init(&failed, 0);
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nplans)
+#pragma omp parallel num_threads(nplans) if (nplans > 1)
 #endif
     {
 #ifdef _OPENMP
-        int w = omp_get_thread_num();
+        int w = nplans > 1 ? omp_get_thread_num() : 0;
 #else
         int w = 0;
 #endif

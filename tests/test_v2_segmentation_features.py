@@ -140,3 +140,68 @@ def test_v2_and_seg_roundtrip_through_save(tmp_path):
     assert m2.cfg.head == "deeplabv3" and m2.cfg.odd_size == "crop" and m2.num_classes == 3
     x = x_of((1, 3, 97, 101), 1)
     np.testing.assert_array_equal(m2(x), m(x))
+
+
+def _timm_v2_to_cvnets(k: str, depth: dict) -> str:
+    """ml-cvnets v2 names from timm names (spec 8.3), written independently of keymap.py."""
+    import re
+    from test_api import _timm_to_cvnets
+    m = re.match(r"^stages\.(\d)\.1\.(.*)$", k)
+    if not m:
+        if k.startswith("head.fc."):
+            return "classifier.1." + k[len("head.fc."):]
+        return _timm_to_cvnets(k, depth)
+    i, rest = int(m.group(1)), m.group(2)
+    pre = f"layer_{i + 1}.1."
+    rest = rest.replace("conv_kxk.conv.", "local_rep.0.block.conv.").replace("conv_kxk.bn.", "local_rep.0.block.norm.")
+    rest = rest.replace("conv_1x1.weight", "local_rep.1.block.conv.weight")
+    rest = rest.replace("conv_proj.conv.", "conv_proj.block.conv.").replace("conv_proj.bn.", "conv_proj.block.norm.")
+    tm = re.match(r"^transformer\.(\d+)\.(.*)$", rest)
+    if tm:
+        sub = {"norm1.": "pre_norm_attn.0.", "attn.qkv_proj.": "pre_norm_attn.1.qkv_proj.block.conv.",
+               "attn.out_proj.": "pre_norm_attn.1.out_proj.block.conv.", "norm2.": "pre_norm_ffn.0.",
+               "mlp.fc1.": "pre_norm_ffn.1.block.conv.", "mlp.fc2.": "pre_norm_ffn.3.block.conv."}
+        for a, b in sub.items():
+            if tm.group(2).startswith(a):
+                return pre + f"global_rep.{tm.group(1)}." + b + tm.group(2)[len(a):]
+    if rest.startswith("norm."):
+        return pre + f"global_rep.{depth[i]}." + rest[len("norm."):]
+    return pre + rest
+
+
+def test_cvnets_names_for_v2_and_deeplab():
+    """ml-cvnets checkpoints (v2 classification; DeepLabv3 with the encoder. prefix and the
+    aspp_layer / classifier.classifier names) load through from_pretrained."""
+    ref = timm_model("mobilevitv2_050", seed=91)
+    sd = {_timm_v2_to_cvnets(k, {2: 2, 3: 4, 4: 3}): v for k, v in state_dict_numpy(ref).items()}
+    assert "layer_3.1.global_rep.0.pre_norm_attn.1.qkv_proj.block.conv.weight" in sd
+    m = mobilevit.from_pretrained(sd)
+    assert m.cfg.name == "mobilevitv2_050" and m.pretrained_cfg["scheme"] == "cvnets"
+    x = x_of((1, 3, 97, 131), 2)
+    assert_close(m(x), run(ref, x), 1e-4, "cvnets v2")
+
+    seg = mobilevit.create_model("deeplabv3_mobilevit_xxs", num_classes=5, seed=8)
+    cv = {}
+    for k, v in seg.state_dict().items():
+        if k.startswith("seg_head."):
+            k = (k.replace("seg_head.aspp.convs.4.", "seg_head.aspp.aspp_layer.convs.4.aspp_pool.conv_1x1.block.")
+                 .replace("seg_head.aspp.convs.", "seg_head.aspp.aspp_layer.convs.")
+                 .replace("seg_head.aspp.project.", "seg_head.aspp.aspp_layer.project.block.")
+                 .replace("seg_head.classifier.", "seg_head.classifier.classifier.block.conv."))
+            import re
+            k = re.sub(r"(aspp_layer\.convs\.[0-3])\.", r"\1.block.", k)
+            k = k.replace(".block.bn.", ".block.norm.")
+        else:
+            k = "encoder." + _timm_to_cvnets_v1(k)
+        cv[k] = v
+    assert "seg_head.aspp.aspp_layer.convs.1.block.conv.weight" in cv
+    assert "seg_head.classifier.classifier.block.conv.bias" in cv
+    back = mobilevit.from_pretrained(cv)
+    assert back.cfg.head == "deeplabv3" and back.pretrained_cfg["scheme"] == "cvnets"
+    x = x_of((1, 3, 128, 160), 3)
+    np.testing.assert_array_equal(back(x), seg(x))
+
+
+def _timm_to_cvnets_v1(k):
+    from test_api import _timm_to_cvnets
+    return _timm_to_cvnets(k, {2: 2, 3: 4, 4: 3})

@@ -1,8 +1,8 @@
 """Build the mobilevit C core (mobilevit._C).
 
 OpenMP is detected by compiling a small probe; without it the extension is
-built single-threaded.  The build is portable: no -march=native and no
--ffast-math.  ISA-specific kernels are compiled with target pragmas in their
+built single-threaded.  The build is portable: no host-specific architecture
+flag and no relaxed floating-point mode.  ISA-specific kernels are compiled with target pragmas in their
 own files and selected at run time from CPUID.  MOBILEVIT_SANITIZE=1 builds
 with AddressSanitizer + UndefinedBehaviorSanitizer (for the hardening job).
 """

@@ -101,14 +101,32 @@ def test_odd_and_minimum_sizes_run(xxs):
         assert y.shape == (1, 1000) and np.isfinite(y).all()
 
 
-def _timm_to_cvnets(k: str, depth: dict) -> str:
+# timm -> ml-cvnets renames of the MobileViT block (spec appendix A and 8.3), per version
+_CVNETS_BLOCK = {
+    1: {"local": [("conv_kxk.conv.", "local_rep.conv_3x3.block.conv."),
+                  ("conv_kxk.bn.", "local_rep.conv_3x3.block.norm."),
+                  ("conv_1x1.weight", "local_rep.conv_1x1.block.conv.weight"),
+                  ("conv_fusion.conv.", "fusion.block.conv."), ("conv_fusion.bn.", "fusion.block.norm.")],
+        "attn": "pre_norm_mha",
+        "sub": {"norm1.": "0.", "attn.qkv.": "1.qkv_proj.", "attn.proj.": "1.out_proj.",
+                "norm2.": "ffn.0.", "mlp.fc1.": "ffn.1.", "mlp.fc2.": "ffn.4."}},
+    2: {"local": [("conv_kxk.conv.", "local_rep.0.block.conv."), ("conv_kxk.bn.", "local_rep.0.block.norm."),
+                  ("conv_1x1.weight", "local_rep.1.block.conv.weight")],
+        "attn": "pre_norm_attn",
+        "sub": {"norm1.": "0.", "attn.qkv_proj.": "1.qkv_proj.block.conv.",
+                "attn.out_proj.": "1.out_proj.block.conv.", "norm2.": "ffn.0.",
+                "mlp.fc1.": "ffn.1.block.conv.", "mlp.fc2.": "ffn.3.block.conv."}},
+}
+
+
+def _timm_to_cvnets(k: str, depth: dict, version: int = 1) -> str:
     """ml-cvnets names from timm names (independent of the package's own
-    mapping; rules from the spec's appendix A)."""
+    mapping; rules from the spec's appendix A and section 8.3)."""
     k = re.sub(r"^stem\.conv\.", "conv_1.block.conv.", k)
     k = re.sub(r"^stem\.bn\.", "conv_1.block.norm.", k)
     k = re.sub(r"^final_conv\.conv\.", "conv_1x1_exp.block.conv.", k)
     k = re.sub(r"^final_conv\.bn\.", "conv_1x1_exp.block.norm.", k)
-    k = re.sub(r"^head\.fc\.", "classifier.fc.", k)
+    k = re.sub(r"^head\.fc\.", "classifier.fc." if version == 1 else "classifier.1.", k)
     m = re.match(r"^stages\.(\d)\.(\d+)\.(.*)$", k)
     if not m:
         return k
@@ -118,19 +136,16 @@ def _timm_to_cvnets(k: str, depth: dict) -> str:
         if rest.startswith(t + "."):
             rest = rest.replace(t + ".conv.", f"block.{c}.block.conv.").replace(t + ".bn.", f"block.{c}.block.norm.")
             return pre + rest
-    rest = rest.replace("conv_kxk.conv.", "local_rep.conv_3x3.block.conv.")
-    rest = rest.replace("conv_kxk.bn.", "local_rep.conv_3x3.block.norm.")
-    rest = rest.replace("conv_1x1.weight", "local_rep.conv_1x1.block.conv.weight")
+    table = _CVNETS_BLOCK[version]
+    for a, b in table["local"]:
+        rest = rest.replace(a, b)
     rest = rest.replace("conv_proj.conv.", "conv_proj.block.conv.").replace("conv_proj.bn.", "conv_proj.block.norm.")
-    rest = rest.replace("conv_fusion.conv.", "fusion.block.conv.").replace("conv_fusion.bn.", "fusion.block.norm.")
     tm = re.match(r"^transformer\.(\d+)\.(.*)$", rest)
     if tm:
-        sub = {"norm1.": "pre_norm_mha.0.", "attn.qkv.": "pre_norm_mha.1.qkv_proj.",
-               "attn.proj.": "pre_norm_mha.1.out_proj.", "norm2.": "pre_norm_ffn.0.",
-               "mlp.fc1.": "pre_norm_ffn.1.", "mlp.fc2.": "pre_norm_ffn.4."}
-        for a, b in sub.items():
+        for a, b in table["sub"].items():
             if tm.group(2).startswith(a):
-                return pre + f"global_rep.{tm.group(1)}." + b + tm.group(2)[len(a):]
+                head = "pre_norm_ffn." + b[len("ffn."):] if b.startswith("ffn.") else f"{table['attn']}.{b}"
+                return pre + f"global_rep.{tm.group(1)}." + head + tm.group(2)[len(a):]
     if rest.startswith("norm."):
         return pre + f"global_rep.{depth[i]}." + rest[len("norm."):]
     return pre + rest

@@ -143,30 +143,8 @@ def test_v2_and_seg_roundtrip_through_save(tmp_path):
 
 
 def _timm_v2_to_cvnets(k: str, depth: dict) -> str:
-    """ml-cvnets v2 names from timm names (spec 8.3), written independently of keymap.py."""
-    import re
     from test_api import _timm_to_cvnets
-    m = re.match(r"^stages\.(\d)\.1\.(.*)$", k)
-    if not m:
-        if k.startswith("head.fc."):
-            return "classifier.1." + k[len("head.fc."):]
-        return _timm_to_cvnets(k, depth)
-    i, rest = int(m.group(1)), m.group(2)
-    pre = f"layer_{i + 1}.1."
-    rest = rest.replace("conv_kxk.conv.", "local_rep.0.block.conv.").replace("conv_kxk.bn.", "local_rep.0.block.norm.")
-    rest = rest.replace("conv_1x1.weight", "local_rep.1.block.conv.weight")
-    rest = rest.replace("conv_proj.conv.", "conv_proj.block.conv.").replace("conv_proj.bn.", "conv_proj.block.norm.")
-    tm = re.match(r"^transformer\.(\d+)\.(.*)$", rest)
-    if tm:
-        sub = {"norm1.": "pre_norm_attn.0.", "attn.qkv_proj.": "pre_norm_attn.1.qkv_proj.block.conv.",
-               "attn.out_proj.": "pre_norm_attn.1.out_proj.block.conv.", "norm2.": "pre_norm_ffn.0.",
-               "mlp.fc1.": "pre_norm_ffn.1.block.conv.", "mlp.fc2.": "pre_norm_ffn.3.block.conv."}
-        for a, b in sub.items():
-            if tm.group(2).startswith(a):
-                return pre + f"global_rep.{tm.group(1)}." + b + tm.group(2)[len(a):]
-    if rest.startswith("norm."):
-        return pre + f"global_rep.{depth[i]}." + rest[len("norm."):]
-    return pre + rest
+    return _timm_to_cvnets(k, depth, version=2)
 
 
 def test_cvnets_names_for_v2_and_deeplab():

@@ -854,6 +854,12 @@ static PyObject *Graph_run(GraphObject *self, PyObject *args) {
                      B, C, H, W, mv_plan_bytes(&tmp) / 1048576.0, self->max_bytes / 1048576.0);
             mv_plan_release(&tmp); st = MV_ERR_NOMEM; goto fail;
         }
+        for (int k = 0; k < nout; k++)
+            if (!mv_plan_tensor_stored(&tmp, ids[k])) {
+                snprintf(err, sizeof(err), "output id %d is inside a fused block at this input size "
+                         "(Graph.set_fusion(-1) keeps every tensor)", ids[k]);
+                mv_plan_release(&tmp); st = MV_ERR_ARG; goto fail;
+            }
         for (int k = 0; k < nout; k++) {
             mv_tensor_info *t = &tmp.t[ids[k]];
             npy_intp dims[4] = {t->B, t->C, t->H, t->W};
@@ -916,6 +922,12 @@ static PyObject *Graph_run(GraphObject *self, PyObject *args) {
         if (H < 1 || W < 1) { PyErr_SetString(PyExc_ValueError, "input height and width must be >= 1"); goto fail_py; }
         st = mv_plan_init(&tmp, self->g, 1, H, W, 1, 1, err, sizeof(err));
         if (st != MV_OK) goto fail;
+        for (int k = 0; k < nout; k++)
+            if (!mv_plan_tensor_stored(&tmp, ids[k])) {
+                snprintf(err, sizeof(err), "output id %d is inside a fused block at this input size "
+                         "(Graph.set_fusion(-1) keeps every tensor)", ids[k]);
+                mv_plan_release(&tmp); st = MV_ERR_ARG; goto fail;
+            }
         for (int k = 0; k < nout; k++) {
             mv_tensor_info *t = &tmp.t[ids[k]];
             npy_intp dims[4] = {0, t->C, t->H, t->W};
@@ -957,6 +969,25 @@ static PyObject *Graph_set_max_bytes(GraphObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* set_fusion(min_bytes): fuse inverted residual chains whose expanded map
+ * has at least min_bytes per image; -1 never fuses.  Drops cached plans. */
+static PyObject *Graph_set_fusion(GraphObject *self, PyObject *args) {
+    long long b;
+    if (!PyArg_ParseTuple(args, "L", &b)) return NULL;
+    if (!self->g) { PyErr_SetString(PyExc_RuntimeError, "Graph not initialised"); return NULL; }
+    if (b < -1) { PyErr_SetString(PyExc_ValueError, "set_fusion: min_bytes must be >= 0, or -1 for never"); return NULL; }
+    int locked = 0;
+    Py_BEGIN_ALLOW_THREADS
+    locked = pthread_mutex_lock(&self->lock) == 0;
+    Py_END_ALLOW_THREADS
+    self->g->fuse_min_bytes = b < 0 ? SIZE_MAX : (size_t)b;
+    if (self->has_cache) mv_plan_release(&self->cache);
+    self->has_cache = 0;
+    release_img_plans(self);
+    if (locked) pthread_mutex_unlock(&self->lock);
+    Py_RETURN_NONE;
+}
+
 static PyObject *Graph_release(GraphObject *self, PyObject *noargs) {
     int locked = 0;
     Py_BEGIN_ALLOW_THREADS
@@ -974,6 +1005,7 @@ static PyMethodDef Graph_methods[] = {
     {"plan_bytes", (PyCFunction)Graph_plan_bytes, METH_VARARGS, "plan_bytes(B, H, W, num_threads=0) -> activation bytes"},
     {"set_max_bytes", (PyCFunction)Graph_set_max_bytes, METH_VARARGS, "cap on activation bytes (0 = none)"},
     {"release", (PyCFunction)Graph_release, METH_NOARGS, "free the cached activation arena"},
+    {"set_fusion", (PyCFunction)Graph_set_fusion, METH_VARARGS, "set_fusion(min_bytes): run expand/depthwise/project chains as one fused block when the expanded map has >= min_bytes per image; -1: never"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -142,8 +142,30 @@ mv_status mv_graph_set_node(mv_graph *g, int index, const mv_node *spec,
     return MV_OK;
 }
 
+static int is_pointwise(const mv_node *n) {
+    return n->op == MV_OP_CONV && n->ip[0] == 1 && n->ip[1] == 1 && n->ip[2] == 1 && n->ip[3] == 0 &&
+           !n->ip[6];
+}
+
+/* How many node inputs read tensor id. */
+static int readers(const mv_graph *g, int id) {
+    int c = 0;
+    for (int i = 0; i < g->nnodes; i++)
+        for (int k = 0; k < g->nodes[i].nin; k++) c += g->nodes[i].in[k] == id;
+    return c;
+}
+
 mv_status mv_graph_finalize(mv_graph *g, char *err, size_t errlen) {
     (void)err; (void)errlen;
+    g->fuse_min_bytes = MV_FUSE_MIN_BYTES;
+    for (int i = 0; i + 2 < g->nnodes; i++) {
+        mv_node *e = &g->nodes[i], *d = &g->nodes[i + 1], *p = &g->nodes[i + 2];
+        int res_ok = !p->ip[7] || (p->nin == 2 && p->in[1] == e->in[0]);
+        e->chain = is_pointwise(e) && !e->ip[7] && e->nin == 1 &&
+                   d->op == MV_OP_DWCONV && d->in[0] == i + 1 &&
+                   is_pointwise(p) && p->in[0] == i + 2 && p->ip[5] == MV_ACT_NONE && res_ok &&
+                   readers(g, i + 1) == 1 && readers(g, i + 2) == 1;
+    }
     g->zero = mv_aligned_alloc((size_t)(g->max_cin + 16) * sizeof(float));
     if (!g->zero) return MV_ERR_NOMEM;
     memset(g->zero, 0, (size_t)(g->max_cin + 16) * sizeof(float));
@@ -181,11 +203,23 @@ static void arena_free(block *blk, int *nblk, size_t off) {
 void mv_plan_release(mv_plan *p) {
     if (!p) return;
     free(p->t);
+    free(p->mode);
     mv_aligned_free(p->arena);
     memset(p, 0, sizeof(*p));
 }
 
 size_t mv_plan_bytes(const mv_plan *p) { return p->arena_floats * sizeof(float); }
+
+int mv_plan_tensor_stored(const mv_plan *p, int id) {
+    return id >= 0 && id < p->ntensors &&
+           (id == 0 || p->mode[id - 1] == MV_MODE_ALONE || p->mode[id - 1] == MV_MODE_TAIL);
+}
+
+/* Output rows per group of a fused chain: enough pixels for full GEMM tiles. */
+static int invres_rows(int OH, int OW) {
+    int g = (64 + OW - 1) / OW;
+    return MV_MAX(1, MV_MIN(g, OH));
+}
 
 mv_status mv_plan_init(mv_plan *p, const mv_graph *g, int B, int H, int W,
                        int nth, int dry_run, char *err, size_t errlen) {
@@ -197,9 +231,10 @@ mv_status mv_plan_init(mv_plan *p, const mv_graph *g, int B, int H, int W,
     if (B < 1 || H < 1 || W < 1 || nth < 1) { ERR("bad input shape"); return MV_ERR_ARG; }
     p->B = B; p->H = H; p->W = W; p->nth = nth; p->ntensors = nt;
     p->t = calloc((size_t)nt, sizeof(mv_tensor_info));
+    p->mode = calloc((size_t)(g->nnodes ? g->nnodes : 1), sizeof(unsigned char));
     last = calloc((size_t)nt, sizeof(int));
     blk = calloc((size_t)nt, sizeof(block));
-    if (!p->t || !last || !blk) { st = MV_ERR_NOMEM; goto done; }
+    if (!p->t || !p->mode || !last || !blk) { st = MV_ERR_NOMEM; goto done; }
 
     mv_tensor_info *t = p->t;
     t[0] = (mv_tensor_info){B, H, W, g->in_channels, 0, 0};
@@ -292,6 +327,21 @@ mv_status mv_plan_init(mv_plan *p, const mv_graph *g, int B, int H, int W,
             break;
         }
     }
+    /* fused chains: nodes i, i+1, i+2 -> tensors i+1, i+2 never stored */
+    for (int i = 0; i + 2 < g->nnodes; i++) {
+        if (!g->nodes[i].chain) continue;
+        const mv_tensor_info *e = &t[i + 1];
+        size_t bytes = (size_t)e->H * e->W * e->C * sizeof(float);
+        if (bytes < g->fuse_min_bytes) continue;
+        int rows = invres_rows(t[i + 3].H, t[i + 3].W);
+        const mv_node *d = &g->nodes[i + 1];
+        size_t s = mv_invres_scratch_floats(e->W, e->C, t[i + 3].W, rows, d->ip[0], d->ip[2]);
+        if (s > scratch) scratch = s;
+        p->mode[i] = MV_MODE_HEAD;
+        p->mode[i + 1] = MV_MODE_INNER;
+        p->mode[i + 2] = MV_MODE_TAIL;
+        i += 2;
+    }
     /* liveness by storage root */
     for (int i = 0; i < nt; i++) last[i] = i;
     for (int i = 0; i < g->nnodes; i++)
@@ -301,9 +351,18 @@ mv_status mv_plan_init(mv_plan *p, const mv_graph *g, int B, int H, int W,
         }
     for (int i = 1; i < nt; i++)          /* an alias keeps its root alive */
         if (t[i].root != i && last[t[i].root] < last[i]) last[t[i].root] = last[i];
+    for (int i = 0; i < g->nnodes; i++) {
+        if (p->mode[i] == MV_MODE_HEAD) { /* a chain reads its input until it writes its output */
+            int r = t[g->nodes[i].in[0]].root;
+            if (last[r] < i + 3) last[r] = i + 3;
+        }
+        if (!mv_plan_tensor_stored(p, i + 1)) last[i + 1] = -1;   /* never allocated or freed */
+    }
     size_t high = 0;
     for (int i = 0; i < nt; i++) {
-        if (t[i].root == i) {
+        if (!mv_plan_tensor_stored(p, i)) {
+            t[i].offset = 0;
+        } else if (t[i].root == i) {
             size_t sz;
             if (!mv_mul_ok((size_t)t[i].B * (size_t)t[i].H, (size_t)t[i].W, &sz) ||
                 !mv_mul_ok(sz, (size_t)t[i].C, &sz) || sz > ((size_t)1 << 40)) {
@@ -349,6 +408,16 @@ static void run_node(const mv_graph *g, const mv_plan *p, int i,
     float *A = p->arena;
     const float *X = A + x->offset;
     float *Y = A + o->offset;
+    if (p->mode[i] == MV_MODE_HEAD) {      /* nodes i, i+1, i+2 as one block */
+        const mv_node *d = &g->nodes[i + 1], *q = &g->nodes[i + 2];
+        const mv_tensor_info *e = &p->t[i + 1], *y = &p->t[i + 3];
+        mv_invres_args a = {x->B, x->H, x->W, x->C, X, e->C, n->w, n->bias, n->ip[5],
+                            y->H, y->W, d->ip[0], d->ip[1], d->ip[2], d->w, d->bias, d->ip[3],
+                            y->C, q->w, q->bias, q->ip[7], A + y->offset, invres_rows(y->H, y->W),
+                            A + p->scratch_offset + (size_t)worker * p->scratch_per_worker};
+        mv_invres_nhwc_f32(&a, kt, tid, nth);
+        return;
+    }
     switch (n->op) {
     case MV_OP_CONV: {
         int has_x2 = n->ip[6], has_res = n->ip[7];
@@ -536,9 +605,20 @@ mv_status mv_plan_run_timed(mv_plan *p, const mv_graph *g, const float *x,
     int k = 0;
     ph[k].kind = PH_INPUT; ph[k].node = -1; ph[k].nchunk = chunks; k++;
     for (int i = 0; i < g->nnodes; i++) {
-        ph[k].kind = PH_NODE; ph[k].node = i; ph[k].nchunk = chunks; k++;
+        int skip = p->mode[i] == MV_MODE_INNER || p->mode[i] == MV_MODE_TAIL;   /* run by the head */
+        if (!skip) {
+            ph[k].kind = PH_NODE; ph[k].node = i; ph[k].nchunk = chunks;
+            if (p->mode[i] == MV_MODE_HEAD) {  /* every chunk re-expands its edge rows: keep them tall */
+                const mv_tensor_info *y = &p->t[i + 3];
+                int minrows = MV_MAX(invres_rows(y->H, y->W), g->nodes[i + 1].ip[0] == 1 ? 8 : 4);
+                ptrdiff_t c = (ptrdiff_t)y->B * y->H / minrows;
+                ph[k].nchunk = (int)MV_MAX(1, MV_MIN((ptrdiff_t)chunks, c));
+            }
+            k++;
+        }
         if (wants(out, i + 1)) { ph[k].kind = PH_EMIT; ph[k].node = i; ph[k].nchunk = chunks; k++; }
     }
+    nph = k;
     for (k = 0; k < nph; k++) { atomic_init(&ph[k].next, 0); atomic_init(&ph[k].done, 0); }
     mv_run r = {p, g, x, out, mv_kernels(isa), ph, nph, times, 0.0};
     double t0 = times ? mv_now() : 0.0;
@@ -551,7 +631,7 @@ mv_status mv_plan_run_timed(mv_plan *p, const mv_graph *g, const float *x,
         run_worker(&r, 0);
     if (times)       /* completion stamps -> per-node durations */
         for (int i = 0; i < g->nnodes; i++) {
-            double t1 = times[i];
+            double t1 = (p->mode[i] == MV_MODE_INNER || p->mode[i] == MV_MODE_TAIL) ? t0 : times[i];
             times[i] = t1 - t0;
             t0 = t1;
         }

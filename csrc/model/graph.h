@@ -7,8 +7,11 @@
  *   mv_plan_create    for one input shape (B, H, W): every tensor's shape,
  *                     one arena laid out by tensor liveness, scratch sizes;
  *   mv_plan_run       one OpenMP parallel region for the whole network; the
- *                     workers run every node on their static share and meet
- *                     at a barrier between nodes.
+ *                     workers claim chunks of each node (see graph.c).
+ * Fusion: mv_graph_finalize marks expand -> depthwise -> project chains
+ * (inverted residual blocks); a plan runs a chain as one mv_invres node when
+ * its expanded map is large enough to fall out of cache (fuse_min_bytes),
+ * and its two inner tensors then take no memory.
  * A plan and its arena belong to one call at a time; the graph is immutable
  * after creation and can be shared by any number of concurrent plans.
  *
@@ -36,6 +39,9 @@ typedef enum {
 
 #define MV_MAX_IN 3
 
+/* Default for mv_graph.fuse_min_bytes (tuned on MobileViT; see graph.c). */
+#define MV_FUSE_MIN_BYTES ((size_t)256 * 1024)
+
 typedef struct {
     int op;
     int nin;
@@ -53,6 +59,9 @@ typedef struct {
     float *w;             /* packed weights (conv, dwconv) */
     float *bias;          /* conv/dwconv bias; norm beta */
     float *gamma;         /* norm gamma */
+    int chain;            /* set by mv_graph_finalize: this node starts an
+                             expand 1x1 -> dw 3x3 -> project 1x1 chain whose
+                             inner tensors nothing else reads (fusable) */
 } mv_node;
 
 typedef struct {
@@ -61,6 +70,8 @@ typedef struct {
     int in_channels;
     int max_cin;          /* for the zero row used by padded conv taps */
     float *zero;
+    size_t fuse_min_bytes; /* fuse a chain when its expanded map has at least
+                              this many bytes per image (SIZE_MAX: never) */
 } mv_graph;
 
 typedef struct {
@@ -68,6 +79,11 @@ typedef struct {
     size_t offset;        /* floats from arena start */
     int root;             /* storage owner (aliases of identity resizes) */
 } mv_tensor_info;
+
+/* How a plan runs a node.  A fused chain is HEAD (runs all three as
+ * mv_invres; its output is not stored), INNER (not run, output not stored),
+ * TAIL (not run, output stored: the chain's result). */
+typedef enum { MV_MODE_ALONE = 0, MV_MODE_HEAD = 1, MV_MODE_INNER = 2, MV_MODE_TAIL = 3 } mv_node_mode;
 
 typedef struct {
     int B, H, W;          /* input shape this plan was made for */
@@ -77,6 +93,7 @@ typedef struct {
     size_t arena_floats;
     size_t scratch_offset;     /* per-worker attention scratch */
     size_t scratch_per_worker;
+    unsigned char *mode;       /* per node, mv_node_mode */
     float *arena;
 } mv_plan;
 
@@ -103,6 +120,9 @@ int mv_graph_tensor_channels(const mv_graph *g, int id);
 mv_status mv_plan_init(mv_plan *p, const mv_graph *g, int B, int H, int W,
                        int nth, int dry_run, char *err, size_t errlen);
 void mv_plan_release(mv_plan *p);
+/* Whether tensor id exists in memory in this plan (tensors inside a fused
+ * chain never do, so they cannot be requested as outputs). */
+int mv_plan_tensor_stored(const mv_plan *p, int id);
 size_t mv_plan_bytes(const mv_plan *p);
 
 /* x: NCHW [B, in_channels, H, W]. */

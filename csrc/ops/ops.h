@@ -94,6 +94,15 @@ void mv_pack_dwconv2d_weights(const float *W, int C, float *Wt);
 void mv_dwconv2d_nhwc_f32__ref(const mv_dwconv2d_args *a, int tid, int nth);
 void mv_dwconv2d_nhwc_f32__avx2(const mv_dwconv2d_args *a, int tid, int nth);
 void mv_dwconv2d_nhwc_f32__avx512(const mv_dwconv2d_args *a, int tid, int nth);
+/* One output row (all OW pixels, all C channels) from the three input rows
+ * its taps read: rows[ky] is input row oy*stride - pad + ky*dil (W x C,
+ * contiguous) or NULL where that row is outside the map.  a->X, a->B, a->H,
+ * a->OH and a->Y are not read.  The full kernels above are this per row. */
+void mv_dwconv2d_row_nhwc_f32__ref(const mv_dwconv2d_args *a, const float *const rows[3], float *yrow);
+void mv_dwconv2d_row_nhwc_f32__avx2(const mv_dwconv2d_args *a, const float *const rows[3], float *yrow);
+void mv_dwconv2d_row_nhwc_f32__avx512(const mv_dwconv2d_args *a, const float *const rows[3], float *yrow);
+/* rows[] of output row oy of image b of a full map (helper of the above). */
+void mv_dwconv2d_rows(const mv_dwconv2d_args *a, int b, int oy, const float *rows[3]);
 
 /* ---- multi-head self-attention on patch-grouped pixels -------------------
  * Tokens are the pixels of a [B, H, W] map (H % ph == 0, W % pw == 0).
@@ -216,6 +225,7 @@ void mv_gap_nhwc_f32__ref(const float *X, int B, ptrdiff_t HW, int C,
 typedef void (*mv_gemm_fn)(const mv_gemm_args *, int, int);
 typedef void (*mv_conv2d_fn)(const mv_conv2d_args *, int, int);
 typedef void (*mv_dwconv2d_fn)(const mv_dwconv2d_args *, int, int);
+typedef void (*mv_dwconv2d_row_fn)(const mv_dwconv2d_args *, const float *const[3], float *);
 typedef void (*mv_attention_fn)(const mv_attention_args *, int, int);
 typedef void (*mv_act_fn)(const float *, ptrdiff_t, int, float *, int, int);
 typedef void (*mv_layernorm_fn)(const float *, ptrdiff_t, int, ptrdiff_t,
@@ -227,10 +237,48 @@ typedef struct {
     mv_gemm_fn gemm;
     mv_conv2d_fn conv2d;
     mv_dwconv2d_fn dwconv2d;
+    mv_dwconv2d_row_fn dwconv2d_row;
     mv_attention_fn attention;
     mv_act_fn act;
     mv_layernorm_fn layernorm;
 } mv_kernel_table;
+
+/* ---- inverted residual block (MobileNetV2 / MobileViT "MV2"), fused -------
+ * Y = project(silu(dw3x3(silu(expand(X))))) [+ X]:
+ *   E = act_e(X . We^T + be)             1x1, Cin -> Ce   (packed as GEMM weights)
+ *   D = act_dw(dw3x3(E, stride, pad, dil) + bdw)          (tap-major [9][Ce])
+ *   Y = D . Wp^T + bp [+ X]               1x1, Ce -> Cout (residual needs
+ *                                         stride 1 and Cin == Cout)
+ * Mirrors timm's InvertedResidual / cvnets' InvertedResidual with BatchNorm
+ * folded.  E and D never exist whole: each worker walks its output rows in
+ * groups of `rows`, keeping the expanded input rows those need in a ring of
+ * mv_invres_ring_rows(...) rows, so the expanded map stays in L1/L2 instead
+ * of making a round trip through memory.  Rows on the edge of a worker's
+ * share are expanded by both neighbours (recomputed, not shared).
+ * Composite: it runs the GEMM and depthwise-row kernels of the table it is
+ * given, so every element is computed exactly as by the three separate
+ * kernels of that table (bit-identical; the ref table is its reference).
+ * Parallel over output rows (b, oy). */
+typedef struct {
+    int B, H, W, Cin;
+    const float *X;                /* [B, H, W, Cin], also the residual */
+    int Ce;
+    const float *We, *be;          /* expand: packed [Cin -> Ce], bias [Ce] */
+    int act_e;
+    int OH, OW, stride, pad, dil;
+    const float *Wdw, *bdw;        /* depthwise: [9][Ce], bias [Ce] */
+    int act_dw;
+    int Cout;
+    const float *Wp, *bp;          /* project: packed [Ce -> Cout], bias [Cout] */
+    int has_res;
+    float *Y;                      /* [B, OH, OW, Cout] */
+    int rows;                      /* output rows per group, >= 1 */
+    float *scratch;                /* the calling worker's own: mv_invres_scratch_floats(...) */
+} mv_invres_args;
+
+int mv_invres_ring_rows(int rows, int stride, int dil);
+size_t mv_invres_scratch_floats(int W, int Ce, int OW, int rows, int stride, int dil);
+void mv_invres_nhwc_f32(const mv_invres_args *a, const mv_kernel_table *kt, int tid, int nth);
 
 /* Best ISA this CPU and OS support (CPUID + XGETBV). */
 mv_isa mv_detect_isa(void);

@@ -50,12 +50,15 @@ static inline __m256 mv_avx2_exp2i(__m256 y, __m256 n) {
 #define VSTOREN(p, v, n) _mm256_maskstore_ps((p), mv_avx2_mask(n), (v))
 #define VBCAST(x) _mm256_set1_ps(x)
 #define VFMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
+#define VFNMADD(a, b, c) _mm256_fnmadd_ps((a), (b), (c))
+#define VFNMSUB(a, b, c) _mm256_fnmsub_ps((a), (b), (c))
 #define VADD _mm256_add_ps
 #define VSUB _mm256_sub_ps
 #define VMUL _mm256_mul_ps
 #define VDIV _mm256_div_ps
 #define VMAX _mm256_max_ps
 #define VMIN _mm256_min_ps
+#define VCLAMPABS(x, m) _mm256_max_ps(_mm256_min_ps((x), _mm256_set1_ps(m)), _mm256_set1_ps(-(m)))
 #define VHMAX(v) mv_avx2_hmax(v)
 #define VHSUM(v) mv_avx2_hsum(v)
 #define VROUND(x) _mm256_round_ps((x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)

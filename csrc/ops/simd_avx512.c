@@ -28,12 +28,16 @@
 #define VSTOREN(p, v, n) _mm512_mask_storeu_ps((p), VMASK(n), (v))
 #define VBCAST(x) _mm512_set1_ps(x)
 #define VFMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
+#define VFNMADD(a, b, c) _mm512_fnmadd_ps((a), (b), (c))
+#define VFNMSUB(a, b, c) _mm512_fnmsub_ps((a), (b), (c))
 #define VADD _mm512_add_ps
 #define VSUB _mm512_sub_ps
 #define VMUL _mm512_mul_ps
 #define VDIV _mm512_div_ps
 #define VMAX _mm512_max_ps
 #define VMIN _mm512_min_ps
+/* range imm 0b0010: the smaller magnitude, sign of the first operand */
+#define VCLAMPABS(x, m) _mm512_range_ps((x), _mm512_set1_ps(m), 0x2)
 #define VHMAX(v) _mm512_reduce_max_ps(v)
 #define VHSUM(v) _mm512_reduce_add_ps(v)
 #define VROUND(x) _mm512_roundscale_ps((x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)

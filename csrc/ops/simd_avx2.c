@@ -32,14 +32,10 @@ static inline float mv_avx2_hmax(__m256 v) {
     s = _mm_max_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
 }
-/* y * 2^n for integral n in [-127, 127]: build 2^n from its exponent bits.
- * Split in two factors so n = -127 (exp(-88.37)) stays representable. */
+/* y * 2^n for integral n in [-126, 126]: 2^n built from its exponent bits. */
 static inline __m256 mv_avx2_exp2i(__m256 y, __m256 n) {
-    __m256i ni = _mm256_cvtps_epi32(n);
-    __m256i h = _mm256_srai_epi32(ni, 1);
-    __m256 f1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h, _mm256_set1_epi32(127)), 23));
-    __m256 f2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(ni, h), _mm256_set1_epi32(127)), 23));
-    return _mm256_mul_ps(_mm256_mul_ps(y, f1), f2);
+    __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(_mm256_slli_epi32(e, 23)));
 }
 
 #define VF __m256
@@ -51,6 +47,7 @@ static inline __m256 mv_avx2_exp2i(__m256 y, __m256 n) {
 #define VBCAST(x) _mm256_set1_ps(x)
 #define VFMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
 #define VFNMADD(a, b, c) _mm256_fnmadd_ps((a), (b), (c))
+#define VFMSUB(a, b, c) _mm256_fmsub_ps((a), (b), (c))
 #define VFNMSUB(a, b, c) _mm256_fnmsub_ps((a), (b), (c))
 #define VADD _mm256_add_ps
 #define VSUB _mm256_sub_ps

@@ -29,6 +29,7 @@
 #define VBCAST(x) _mm512_set1_ps(x)
 #define VFMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
 #define VFNMADD(a, b, c) _mm512_fnmadd_ps((a), (b), (c))
+#define VFMSUB(a, b, c) _mm512_fmsub_ps((a), (b), (c))
 #define VFNMSUB(a, b, c) _mm512_fnmsub_ps((a), (b), (c))
 #define VADD _mm512_add_ps
 #define VSUB _mm512_sub_ps

@@ -63,14 +63,10 @@ static inline __m256 mv_avx2_exp2i(__m256 y, __m256 n) {
 #define VLOADN_MASKED_ZERO(v, n) _mm256_and_ps((v), _mm256_castsi256_ps(mv_avx2_mask(n)))
 
 /* attention tiles: mq queries x nv vectors of the head dim, <= 12 accumulators */
-#define ATT_MQ 6
-#define ATT_NV 8
-#define ATT_REGS 12
-#define ATT_QB 24
-#define ATT_CASE(NVV, MQV) case NVV * 16 + MQV: att_tile(MQV, NVV, a, qp, op, Kt, Vs, s, N, Np, hd, hdp); break;
-#define ATT_CASES ATT_CASE(1, 6) ATT_CASE(2, 6) ATT_CASE(3, 4) ATT_CASE(4, 3) ATT_CASE(5, 2) ATT_CASE(6, 2) \
-    ATT_CASE(7, 1) ATT_CASE(8, 1)
-#define ATT_ONE_CASES ATT_ONE(1) ATT_ONE(2) ATT_ONE(3) ATT_ONE(4) ATT_ONE(5) ATT_ONE(6) ATT_ONE(7) ATT_ONE(8)
+#define ATT_JT 5
+#define ATT_CT 6
+#define ATT_JT_CASES ATT_CASE(1) ATT_CASE(2) ATT_CASE(3) ATT_CASE(4) ATT_CASE(5)
+#define ATT_CT_CASES ATT_CASE(1) ATT_CASE(2) ATT_CASE(3) ATT_CASE(4) ATT_CASE(5) ATT_CASE(6)
 
 #include "simd_kernels.inc"
 

@@ -46,13 +46,10 @@
 #define VLOADN_MASKED_ZERO(v, n) _mm512_maskz_mov_ps(VMASK(n), (v))
 
 /* attention tiles: mq queries x nv vectors of the head dim, <= 24 accumulators */
-#define ATT_MQ 8
-#define ATT_NV 4
-#define ATT_REGS 24
-#define ATT_QB 32
-#define ATT_CASE(NVV, MQV) case NVV * 16 + MQV: att_tile(MQV, NVV, a, qp, op, Kt, Vs, s, N, Np, hd, hdp); break;
-#define ATT_CASES ATT_CASE(1, 8) ATT_CASE(2, 8) ATT_CASE(3, 8) ATT_CASE(4, 6)
-#define ATT_ONE_CASES ATT_ONE(1) ATT_ONE(2) ATT_ONE(3) ATT_ONE(4)
+#define ATT_JT 12
+#define ATT_CT 12
+#define ATT_JT_CASES ATT_CASE(1) ATT_CASE(2) ATT_CASE(3) ATT_CASE(4) ATT_CASE(5) ATT_CASE(6) ATT_CASE(7) ATT_CASE(8) ATT_CASE(9) ATT_CASE(10) ATT_CASE(11) ATT_CASE(12)
+#define ATT_CT_CASES ATT_CASE(1) ATT_CASE(2) ATT_CASE(3) ATT_CASE(4) ATT_CASE(5) ATT_CASE(6) ATT_CASE(7) ATT_CASE(8) ATT_CASE(9) ATT_CASE(10) ATT_CASE(11) ATT_CASE(12)
 
 #include "simd_kernels.inc"
 

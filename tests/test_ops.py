@@ -133,6 +133,18 @@ def test_activations(isa, rng, n):
     np.testing.assert_array_equal(ops.relu(x, isa=isa), F.relu(t(x)).numpy())
 
 
+def test_silu_extreme_inputs(isa):
+    """exp's range limits must not leak: silu(x) ~ -0 for very negative x
+    (not x / FLT_MAX-ish), x for very positive x, at every magnitude."""
+    x = np.array([-3e38, -1e30, -1e6, -200.0, -104.0, -88.8, -87.0, 87.0, 88.8, 104.0, 200.0, 1e6, 1e30, 3e38],
+                 np.float32)
+    y = ops.silu(x, isa=isa).astype(np.float64)
+    ref = F.silu(t(x)).double().numpy()
+    neg = x < 0
+    assert np.all(np.abs(y[neg] - ref[neg]) <= 1e-30), (y[neg], ref[neg])
+    np.testing.assert_allclose(y[~neg], ref[~neg], rtol=1e-6)
+
+
 @pytest.mark.parametrize("d", [1, 7, 8, 9, 16, 17, 33, 144, 240])
 def test_layer_norm(isa, rng, d):
     x = (rng.standard_normal((3, 5, d)) * 3 + 2).astype(np.float32)

@@ -55,7 +55,11 @@ static inline __m256 mv_avx2_exp2i(__m256 y, __m256 n) {
 #define VDIV _mm256_div_ps
 #define VMAX _mm256_max_ps
 #define VMIN _mm256_min_ps
-#define VCLAMPABS(x, m) _mm256_max_ps(_mm256_min_ps((x), _mm256_set1_ps(m)), _mm256_set1_ps(-(m)))
+/* exp's argument limited to |x| <= 126 ln 2, where 2^n comes from exponent
+ * bits; so exp(-x) is finite for any x, and SiLU takes max(x, -126 ln 2)
+ * (silu(x) ~ -1e-36 there) to stay x / (1 + exp(-x)) ~ -0, not x / 8.5e37 */
+#define VEXP_CLAMP(x) _mm256_max_ps(_mm256_min_ps((x), _mm256_set1_ps(87.3365447505531f)), _mm256_set1_ps(-87.3365447505531f))
+#define VSILU_ARG(x) _mm256_max_ps((x), _mm256_set1_ps(-87.3365447505531f))
 #define VHMAX(v) mv_avx2_hmax(v)
 #define VHSUM(v) mv_avx2_hsum(v)
 #define VROUND(x) _mm256_round_ps((x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)

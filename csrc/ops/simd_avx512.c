@@ -37,8 +37,11 @@
 #define VDIV _mm512_div_ps
 #define VMAX _mm512_max_ps
 #define VMIN _mm512_min_ps
-/* range imm 0b0010: the smaller magnitude, sign of the first operand */
-#define VCLAMPABS(x, m) _mm512_range_ps((x), _mm512_set1_ps(m), 0x2)
+/* exp's argument limited to |x| <= 200 (range imm 0b0010: smaller magnitude,
+ * sign of x), enough for scalef to saturate y * 2^n to 0 / inf by itself and
+ * for f = t - n to stay exact */
+#define VEXP_CLAMP(x) _mm512_range_ps((x), _mm512_set1_ps(200.0f), 0x2)
+#define VSILU_ARG(x) (x)
 #define VHMAX(v) _mm512_reduce_max_ps(v)
 #define VHSUM(v) _mm512_reduce_add_ps(v)
 #define VROUND(x) _mm512_roundscale_ps((x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)

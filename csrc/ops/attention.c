@@ -4,10 +4,10 @@
 #include "ops.h"
 
 size_t mv_attention_scratch_floats(int N, int hd) {
-    /* ref: one score row.  SIMD kernels: K and V rows [N][hd] each, Q^T and
-     * O^T [hd][32], scores^T [N][32] (32 = the widest query block). */
-    size_t kv = (size_t)2 * MV_ROUND_UP((size_t)N * hd, 16);
-    return kv + (size_t)2 * hd * 32 + (size_t)N * 32 + 64;
+    /* ref: one score row.  SIMD kernels: the sequence's row table (N
+     * ptrdiff_t), Q^T and O^T [hd][32], scores^T [N][32] (32 = the widest
+     * query block). */
+    return MV_ROUND_UP((size_t)2 * N, 16) + (size_t)2 * hd * 32 + (size_t)N * 32 + 64;
 }
 
 /* Row of token n of sequence (b, py, px) in the [B*H*W, ld] pixel matrix. */

@@ -962,6 +962,27 @@ static PyObject *Graph_plan_bytes(GraphObject *self, PyObject *args) {
     return PyLong_FromSize_t(b);
 }
 
+/* node_modes(B, H, W) -> how a plan for that input runs each node:
+ * 0 alone, 1 head of a fused inverted residual block (runs all three),
+ * 2 / 3 inside one (not run; 3 = the block's output). */
+static PyObject *Graph_node_modes(GraphObject *self, PyObject *args) {
+    int B, H, W;
+    char err[256] = "";
+    if (!PyArg_ParseTuple(args, "iii", &B, &H, &W)) return NULL;
+    if (!self->g) { PyErr_SetString(PyExc_RuntimeError, "Graph not initialised"); return NULL; }
+    mv_plan p;
+    mv_status st = mv_plan_init(&p, self->g, B, H, W, 1, 1, err, sizeof(err));
+    if (st != MV_OK) { set_status_error(st, err); return NULL; }
+    PyObject *l = PyList_New(self->g->nnodes);
+    for (int i = 0; l && i < self->g->nnodes; i++) {
+        PyObject *v = PyLong_FromLong(p.mode[i]);
+        if (!v) { Py_CLEAR(l); break; }
+        PyList_SET_ITEM(l, i, v);
+    }
+    mv_plan_release(&p);
+    return l;
+}
+
 static PyObject *Graph_set_max_bytes(GraphObject *self, PyObject *args) {
     unsigned long long b;
     if (!PyArg_ParseTuple(args, "K", &b)) return NULL;
@@ -1003,6 +1024,7 @@ static PyObject *Graph_release(GraphObject *self, PyObject *noargs) {
 static PyMethodDef Graph_methods[] = {
     {"run", (PyCFunction)Graph_run, METH_VARARGS, "run(x_nchw, output_ids, num_threads=0, profile=None) -> list of NCHW arrays; profile: a list that receives each node's seconds"},
     {"plan_bytes", (PyCFunction)Graph_plan_bytes, METH_VARARGS, "plan_bytes(B, H, W, num_threads=0) -> activation bytes"},
+    {"node_modes", (PyCFunction)Graph_node_modes, METH_VARARGS, "node_modes(B, H, W) -> per node: 0 alone, 1 fused block head, 2/3 inside a fused block"},
     {"set_max_bytes", (PyCFunction)Graph_set_max_bytes, METH_VARARGS, "cap on activation bytes (0 = none)"},
     {"release", (PyCFunction)Graph_release, METH_NOARGS, "free the cached activation arena"},
     {"set_fusion", (PyCFunction)Graph_set_fusion, METH_VARARGS, "set_fusion(min_bytes): run expand/depthwise/project chains as one fused block when the expanded map has >= min_bytes per image; -1: never"},

@@ -601,7 +601,8 @@ class MobileViT:
 
     def profile(self, x, repeats: int = 10, num_threads: Optional[int] = None) -> Dict[str, float]:
         """Median seconds per op family over ``repeats`` forward passes (the
-        nodes are timed between the workers' barriers)."""
+        nodes are timed between the workers' barriers).  Inverted residual
+        blocks that the plan fuses for this input size are one family."""
         a = self._check_input(x)
         self._ensure_graph()
         out_id = self._logits_id if self._logits_id is not None else self._pool_id
@@ -611,8 +612,13 @@ class MobileViT:
             self._ensure_graph().run(a, (out_id,), 0 if num_threads is None else int(num_threads), prof)
             runs.append(prof)
         med = np.median(np.array(runs), axis=0)
+        modes = self._graph.node_modes(*a.shape[:1], *a.shape[2:])
         fams: Dict[str, float] = {}
-        for tag, sec in zip(self._node_tags, med):
+        for tag, sec, mode in zip(self._node_tags, med, modes):
+            if mode in (2, 3):          # inside a fused block: timed with its head
+                continue
+            if mode == 1:
+                tag = "inverted residual (fused 1x1 + dw 3x3 + 1x1)"
             fams[tag] = fams.get(tag, 0.0) + float(sec)
         return dict(sorted(fams.items(), key=lambda kv: -kv[1]))
 

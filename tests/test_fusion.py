@@ -252,3 +252,24 @@ def test_set_fusion_validation(arg, exc):
     with pytest.raises(exc):
         g.set_fusion(arg)
     assert is_fused_away(m, dw_nodes(m)[0], (64, 96))     # a rejected call changes nothing
+
+
+def test_profile_reports_fused_blocks():
+    """profile() names the fused blocks as one family and keeps the others."""
+    m = mobilevit.create_model("mobilevit_xxs")
+    g = m._ensure_graph()
+    x = np.random.default_rng(0).random((1, 3, 96, 128), dtype=np.float32)
+    try:
+        g.set_fusion(0)
+        fused = m.profile(x, repeats=2, num_threads=1)
+        g.set_fusion(-1)
+        plain = m.profile(x, repeats=2, num_threads=1)
+    finally:
+        g.set_fusion(262144)
+    label = "inverted residual (fused 1x1 + dw 3x3 + 1x1)"
+    assert label in fused and fused[label] > 0
+    assert label not in plain and plain["depthwise 3x3"] > 0
+    assert "depthwise 3x3" not in fused        # every MV2 block of xxs is fused at 0
+    assert fused["attention"] > 0 and plain["attention"] > 0
+    modes = g.node_modes(1, 96, 128)
+    assert len(modes) == len(m._node_tags) and set(modes) <= {0, 1, 2, 3}

@@ -357,18 +357,19 @@ done:
     return ret;
 }
 
-/* sep_attention(qkv[B,H,W,1+2D], ph, pw, nth) -> [B,H,W,D] */
-typedef struct { const mv_sep_attention_args *a; size_t per; } sep_task;
+/* sep_attention(qkv[B,H,W,1+2D], ph, pw, isa, nth) -> [B,H,W,D] */
+typedef struct { const mv_sep_attention_args *a; size_t per; mv_sep_attention_fn fn; } sep_task;
 static void sep_run(void *c, int tid, int nth) {
     sep_task *t = c;
     mv_sep_attention_args a = *t->a;
     a.scratch += (size_t)tid * t->per;
-    mv_sep_attention_nhwc_f32__ref(&a, tid, nth);
+    t->fn(&a, tid, nth);
 }
 static PyObject *py_sep_attention(PyObject *self, PyObject *args) {
     PyObject *qo;
-    int ph, pw, nth;
-    if (!PyArg_ParseTuple(args, "Oiii", &qo, &ph, &pw, &nth)) return NULL;
+    int ph, pw, isa, nth;
+    if (!PyArg_ParseTuple(args, "Oiiii", &qo, &ph, &pw, &isa, &nth)) return NULL;
+    if (check_isa(isa) < 0) return NULL;
     PyArrayObject *Q = as_f32(qo, 4, "qkv"), *O = NULL;
     float *scratch = NULL;
     PyObject *ret = NULL;
@@ -382,7 +383,7 @@ static PyObject *py_sep_attention(PyObject *self, PyObject *args) {
     size_t per = mv_sep_attention_scratch_floats((H / ph) * (W / pw), D);
     if (!(scratch = mv_aligned_alloc(per * (size_t)n * sizeof(float)))) { PyErr_NoMemory(); goto done; }
     mv_sep_attention_args a = {B, H, W, ph, pw, D, F(Q), C, F(O), D, scratch};
-    sep_task t = {&a, per};
+    sep_task t = {&a, per, mv_kernels(parse_isa(isa))->sep_attention};
     Py_BEGIN_ALLOW_THREADS
     run_parallel(sep_run, &t, n);
     Py_END_ALLOW_THREADS
@@ -403,6 +404,7 @@ typedef struct {
     float f0;
     mv_act_fn actf;
     mv_layernorm_fn lnf;
+    mv_groupnorm1_fn gnf;
 } misc_task;
 
 enum { K_LN, K_GN, K_BN, K_ACT, K_ADD, K_CAT, K_UNF, K_FOLD, K_RESIZE, K_GAP, K_N2H, K_H2N, K_CROP };
@@ -411,7 +413,7 @@ static void misc_run(void *c, int tid, int nth) {
     misc_task *t = c;
     switch (t->kind) {
     case K_LN: t->lnf(t->x, t->M, t->C, t->C, t->p0, t->p1, t->f0, t->y, t->C, tid, nth); break;
-    case K_GN: mv_groupnorm1_nhwc_f32__ref(t->x, t->B, (ptrdiff_t)t->H * t->W, t->C, t->p0, t->p1, t->f0, t->y, tid, nth); break;
+    case K_GN: t->gnf(t->x, t->B, (ptrdiff_t)t->H * t->W, t->C, t->p0, t->p1, t->f0, t->y, tid, nth); break;
     case K_BN: mv_batchnorm_nhwc_f32__ref(t->x, t->M, t->C, t->p0, t->p1, t->p2, t->p3, t->f0, t->y, tid, nth); break;
     case K_ACT: t->actf(t->x, t->M, t->i0, t->y, tid, nth); break;
     case K_ADD: mv_add_f32__ref(t->x, t->x2, t->M, t->y, tid, nth); break;
@@ -459,12 +461,13 @@ done:
     return ret;
 }
 
-/* groupnorm1(x[B,H,W,C], gamma, beta, eps, nth) */
+/* groupnorm1(x[B,H,W,C], gamma, beta, eps, isa, nth) */
 static PyObject *py_groupnorm1(PyObject *self, PyObject *args) {
     PyObject *xo, *go, *bo;
     float eps;
-    int nth;
-    if (!PyArg_ParseTuple(args, "OOOfi", &xo, &go, &bo, &eps, &nth)) return NULL;
+    int isa, nth;
+    if (!PyArg_ParseTuple(args, "OOOfii", &xo, &go, &bo, &eps, &isa, &nth)) return NULL;
+    if (check_isa(isa) < 0) return NULL;
     PyArrayObject *X = as_f32(xo, 4, "x"), *G = X ? as_f32(go, 1, "weight") : NULL;
     PyArrayObject *Bt = G ? as_f32(bo, 1, "bias") : NULL, *Y = NULL;
     PyObject *ret = NULL;
@@ -472,7 +475,8 @@ static PyObject *py_groupnorm1(PyObject *self, PyObject *args) {
     int C = DIM(X, 3);
     if (DIM(G, 0) != C || DIM(Bt, 0) != C) { PyErr_Format(PyExc_ValueError, "groupnorm: weight and bias must have %d elements", C); goto done; }
     if (!(Y = new_f32(4, PyArray_DIMS(X)))) goto done;
-    misc_task t = {.kind = K_GN, .x = F(X), .p0 = F(G), .p1 = F(Bt), .y = F(Y), .B = DIM(X, 0), .H = DIM(X, 1), .W = DIM(X, 2), .C = C, .f0 = eps};
+    misc_task t = {.kind = K_GN, .x = F(X), .p0 = F(G), .p1 = F(Bt), .y = F(Y), .B = DIM(X, 0), .H = DIM(X, 1), .W = DIM(X, 2), .C = C, .f0 = eps,
+                   .gnf = mv_kernels(parse_isa(isa))->groupnorm1};
     ret = finish_misc(&t, Y, nth); Y = NULL;
 done:
     Py_XDECREF(X); Py_XDECREF(G); Py_XDECREF(Bt); Py_XDECREF(Y);

@@ -144,10 +144,10 @@ def layer_norm(x, weight, bias, eps=1e-5, isa=None, num_threads=None):
     return y.reshape(x.shape)
 
 
-def group_norm1(x, weight, bias, eps=1e-5, num_threads=None):
+def group_norm1(x, weight, bias, eps=1e-5, isa=None, num_threads=None):
     """torch.nn.GroupNorm(1, C) on NCHW (MobileViTv2's LayerNorm2d)."""
     return _nchw(_C.groupnorm1(_nhwc(x), _f32(weight, "weight"), _f32(bias, "bias"), float(eps),
-                               _nt(num_threads)))
+                               _isa(isa), _nt(num_threads)))
 
 
 def multi_head_attention(qkv, num_heads, scale=None, isa=None, num_threads=None):
@@ -237,13 +237,13 @@ def fold_batchnorm(weight, running_mean, running_var, gamma, beta, eps=1e-5, bia
 __all__ = [n for n in dir() if not n.startswith("_") and n not in ("annotations", "math", "np", "Optional")]
 
 
-def separable_attention(qkv, patch_size=2, num_threads=None):
+def separable_attention(qkv, patch_size=2, isa=None, num_threads=None):
     """MobileViTv2 separable self-attention between qkv_proj and out_proj, on
     a feature map: ``qkv`` NCHW [B, 1 + 2D, H, W] -> [B, D, H, W].  Per 2x2
     polyphase sequence: s = softmax_n(q), c = sum_n s_n k_n, out = relu(v) * c
     (equal to timm's LinearSelfAttention on the unfolded [B, D, P, N] map)."""
     ph, pw = (patch_size, patch_size) if isinstance(patch_size, int) else patch_size
-    return _nchw(_C.sep_attention(_nhwc(qkv, "qkv"), int(ph), int(pw), _nt(num_threads)))
+    return _nchw(_C.sep_attention(_nhwc(qkv, "qkv"), int(ph), int(pw), _isa(isa), _nt(num_threads)))
 
 
 def crop_pad(x, size, num_threads=None):

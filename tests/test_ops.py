@@ -153,10 +153,15 @@ def test_layer_norm(isa, rng, d):
     assert_close(y, F.layer_norm(t(x), (d,), t(g), t(b), 1e-5).numpy(), 1e-5, "layernorm")
 
 
-def test_group_norm1(rng):
-    x = (rng.standard_normal((3, 10, 6, 7)) * 2 + 1).astype(np.float32)
-    g, b = rng.standard_normal(10).astype(np.float32), rng.standard_normal(10).astype(np.float32)
-    assert_close(ops.group_norm1(x, g, b), F.group_norm(t(x), 1, t(g), t(b), 1e-5).numpy(), 1e-5, "groupnorm")
+@pytest.mark.parametrize("shape", [(3, 10, 6, 7), (1, 128, 32, 32), (2, 17, 5, 3), (1, 3, 1, 1), (2, 33, 9, 4)])
+def test_group_norm1(isa, rng, shape):
+    """Whole-image statistics whatever the thread split (the SIMD kernel splits
+    pixel rows, so a batch of one uses both threads); a large offset checks the
+    mean is taken accurately before the variance."""
+    x = (rng.standard_normal(shape) * 2 + 30).astype(np.float32)
+    g, b = rng.standard_normal(shape[1]).astype(np.float32), rng.standard_normal(shape[1]).astype(np.float32)
+    y = both_thread_counts(lambda n: ops.group_norm1(x, g, b, isa=isa, num_threads=n))
+    assert_close(y, F.group_norm(t(x), 1, t(g), t(b), 1e-5).numpy(), 1e-5, "groupnorm")
 
 
 @pytest.mark.parametrize("seqs,n,d,heads", [(4, 256, 144, 4), (4, 16, 64, 4), (3, 17, 48, 4), (2, 64, 80, 4),
@@ -234,11 +239,11 @@ def test_op_errors(rng):
 
 @pytest.mark.parametrize("hw", [(2, 2), (8, 6), (16, 16), (4, 34)])
 @pytest.mark.parametrize("d", [1, 7, 16, 33])
-def test_separable_attention_matches_v2_reference(rng, hw, d):
+def test_separable_attention_matches_v2_reference(isa, rng, hw, d):
     """Against torch on the unfolded [B, D, P, N] layout, as timm computes it."""
     B = 2
     qkv = rng.standard_normal((B, 1 + 2 * d, *hw)).astype(np.float32)
-    y = both_thread_counts(lambda n: ops.separable_attention(qkv, 2, num_threads=n))
+    y = both_thread_counts(lambda n: ops.separable_attention(qkv, 2, isa=isa, num_threads=n))
     x = t(qkv)
     H, W = hw
     u = x.reshape(B, 1 + 2 * d, H // 2, 2, W // 2, 2).permute(0, 1, 3, 5, 2, 4).reshape(B, 1 + 2 * d, 4, -1)

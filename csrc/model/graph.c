@@ -447,8 +447,7 @@ static void run_node(const mv_graph *g, const mv_plan *p, int i,
                                    n->fp[0], Y, o->C, tid, nth);
         break;
     case MV_OP_GROUPNORM1:
-        mv_groupnorm1_nhwc_f32__ref(X, x->B, (ptrdiff_t)x->H * x->W, x->C, n->gamma, n->bias, n->fp[0], Y,
-                                    tid, nth);
+        kt->groupnorm1(X, x->B, (ptrdiff_t)x->H * x->W, x->C, n->gamma, n->bias, n->fp[0], Y, tid, nth);
         break;
     case MV_OP_ATTENTION: {
         mv_attention_args a = {x->B, x->H, x->W, n->ip[1], n->ip[2], o->C, n->ip[0], n->fp[0],
@@ -463,7 +462,7 @@ static void run_node(const mv_graph *g, const mv_plan *p, int i,
     case MV_OP_SEP_ATTENTION: {
         mv_sep_attention_args a = {x->B, x->H, x->W, n->ip[0], n->ip[1], o->C, X, x->C, Y, o->C,
                                    A + p->scratch_offset + (size_t)worker * p->scratch_per_worker};
-        mv_sep_attention_nhwc_f32__ref(&a, tid, nth);
+        kt->sep_attention(&a, tid, nth);
         break;
     }
     case MV_OP_CROP_PAD:

@@ -145,6 +145,8 @@ typedef struct {
 
 size_t mv_sep_attention_scratch_floats(int N, int D);
 void mv_sep_attention_nhwc_f32__ref(const mv_sep_attention_args *a, int tid, int nth);
+void mv_sep_attention_nhwc_f32__avx2(const mv_sep_attention_args *a, int tid, int nth);
+void mv_sep_attention_nhwc_f32__avx512(const mv_sep_attention_args *a, int tid, int nth);
 
 /* ---- crop / zero-pad (top-left anchored) ----------------------------------
  * Y[b, y, x] = X[b, y, x] where inside both, else 0.  Used for HF
@@ -170,10 +172,20 @@ void mv_layernorm_nhwc_f32__avx512(const float *X, ptrdiff_t M, int D,
                                    ptrdiff_t ldy, int tid, int nth);
 
 /* ---- GroupNorm(1, C) per image (MobileViTv2's LayerNorm2d) ---------------
- * statistics over all H*W*C elements of each image. Parallel over images. */
+ * statistics over all H*W*C elements of each image (two passes, double
+ * accumulation), then Y = (X - mean) * rstd * gamma[c] + beta[c].
+ * ref: parallel over images.  SIMD: parallel over pixel rows; every worker
+ * computes the full statistics of the images its rows belong to (the same
+ * way whatever its share), so a batch of one still uses every thread. */
 void mv_groupnorm1_nhwc_f32__ref(const float *X, int B, ptrdiff_t HW, int C,
                                  const float *gamma, const float *beta,
                                  float eps, float *Y, int tid, int nth);
+void mv_groupnorm1_nhwc_f32__avx2(const float *X, int B, ptrdiff_t HW, int C,
+                                  const float *gamma, const float *beta,
+                                  float eps, float *Y, int tid, int nth);
+void mv_groupnorm1_nhwc_f32__avx512(const float *X, int B, ptrdiff_t HW, int C,
+                                    const float *gamma, const float *beta,
+                                    float eps, float *Y, int tid, int nth);
 
 /* ---- BatchNorm (inference), not folded: for tests and debugging ----------
  * Y = (X - mean) / sqrt(var + eps) * gamma + beta per channel. */
@@ -231,6 +243,9 @@ typedef void (*mv_act_fn)(const float *, ptrdiff_t, int, float *, int, int);
 typedef void (*mv_layernorm_fn)(const float *, ptrdiff_t, int, ptrdiff_t,
                                 const float *, const float *, float, float *,
                                 ptrdiff_t, int, int);
+typedef void (*mv_groupnorm1_fn)(const float *, int, ptrdiff_t, int, const float *,
+                                 const float *, float, float *, int, int);
+typedef void (*mv_sep_attention_fn)(const mv_sep_attention_args *, int, int);
 
 typedef struct {
     const char *name;
@@ -241,6 +256,8 @@ typedef struct {
     mv_attention_fn attention;
     mv_act_fn act;
     mv_layernorm_fn layernorm;
+    mv_groupnorm1_fn groupnorm1;
+    mv_sep_attention_fn sep_attention;
 } mv_kernel_table;
 
 /* ---- inverted residual block (MobileNetV2 / MobileViT "MV2"), fused -------

@@ -349,7 +349,7 @@ def t_sep_attention(r):
     D = r.below(5) + 1
     B, H, W = r.below(3), r.below(4) * 2 + 1, r.below(4) * 2 + 1
     q = make_array(r, [B, H, W, 1 + 2 * D])
-    out = _C.sep_attention(q, ph, pw, _nth(r))
+    out = _C.sep_attention(q, ph, pw, _isa(r), _nth(r))
     qd = _dims(q, 4)
     _check_shape(out, (qd[0], qd[1], qd[2], (qd[3] - 1) // 2) if qd else None)
 
@@ -366,7 +366,7 @@ def t_layernorm(r):
 def t_groupnorm1(r):
     B, H, W, C = r.below(3), r.below(5) + 1, r.below(5) + 1, r.below(6) + 1
     x = make_array(r, [B, H, W, C])
-    out = _C.groupnorm1(x, make_array(r, [C]), make_array(r, [C]), r.float_arg(), _nth(r))
+    out = _C.groupnorm1(x, make_array(r, [C]), make_array(r, [C]), r.float_arg(), _isa(r), _nth(r))
     _check_shape(out, _dims(x, 4))
 
 

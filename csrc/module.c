@@ -216,20 +216,29 @@ done:
     return ret;
 }
 
-typedef struct { const mv_conv2d_args *a; mv_conv2d_fn f; } conv_task;
-static void conv_run(void *c, int tid, int nth) { conv_task *t = c; t->f(t->a, tid, nth); }
+typedef struct { const mv_conv2d_args *a; mv_conv2d_fn f; size_t per; } conv_task;
+static void conv_run(void *c, int tid, int nth) {
+    conv_task *t = c;
+    mv_conv2d_args a = *t->a;
+    if (a.scratch) a.scratch += (size_t)tid * t->per;   /* Winograd: per-worker scratch */
+    t->f(&a, tid, nth);
+}
 
 /* conv2d(x[B,H,W,C1], w[Co,Ci,kh,kw], bias, stride, pad, dil, act, x2|None,
- *        residual|None, isa, nth) -> [B,OH,OW,Co] */
+ *        residual|None, isa, nth, algo=0) -> [B,OH,OW,Co]
+ * algo: 0 as a graph would (Winograd where eligible), 1 implicit GEMM,
+ * 2 Winograd (3x3, stride 1, pad 1, dilation 1, no residual only). */
 static PyObject *py_conv2d(PyObject *self, PyObject *args) {
     PyObject *xo, *wo, *bo, *x2o, *ro;
-    int stride, pad, dil, act, isa, nth, e1 = 0, e2 = 0, e3 = 0;
-    if (!PyArg_ParseTuple(args, "OOOiiiiOOii", &xo, &wo, &bo, &stride, &pad, &dil, &act, &x2o, &ro, &isa, &nth))
+    int stride, pad, dil, act, isa, nth, algo = 0, e1 = 0, e2 = 0, e3 = 0;
+    if (!PyArg_ParseTuple(args, "OOOiiiiOOii|i", &xo, &wo, &bo, &stride, &pad, &dil, &act, &x2o, &ro, &isa, &nth,
+                          &algo))
         return NULL;
     if (check_isa(isa) < 0) return NULL;
+    if (algo < 0 || algo > 2) { PyErr_SetString(PyExc_ValueError, "conv2d: algorithm must be 0 (auto), 1 (direct) or 2 (winograd)"); return NULL; }
     PyArrayObject *X = as_f32(xo, 4, "x"), *W = X ? as_f32(wo, 4, "weight") : NULL;
     PyArrayObject *Bi = NULL, *X2 = NULL, *R = NULL, *Y = NULL;
-    float *Wp = NULL, *zero = NULL;
+    float *Wp = NULL, *zero = NULL, *tmp = NULL, *scratch = NULL;
     PyObject *ret = NULL;
     if (!W) goto done;
     Bi = opt_f32(bo, 1, "bias", &e1);
@@ -249,25 +258,39 @@ static PyObject *py_conv2d(PyObject *self, PyObject *args) {
     int OH = mv_conv_out_size(H, kh, stride, pad, dil), OW = mv_conv_out_size(Wd, kw, stride, pad, dil);
     if (OH < 1 || OW < 1) { PyErr_SetString(PyExc_ValueError, "conv2d: input smaller than the kernel"); goto done; }
     if (R && (DIM(R, 0) != B || DIM(R, 1) != OH || DIM(R, 2) != OW || DIM(R, 3) != Co)) { PyErr_SetString(PyExc_ValueError, "conv2d: residual must match the output"); goto done; }
+    int wino_ok = kh == 3 && kw == 3 && stride == 1 && pad == 1 && dil == 1 && !R;
+    if (algo == 2 && !wino_ok) {
+        PyErr_SetString(PyExc_ValueError, "conv2d: Winograd needs a 3x3 kernel, stride 1, padding 1, dilation 1 and no residual");
+        goto done;
+    }
+    int wino = algo == 2 || (algo == 0 && wino_ok && C1 + C2 >= MV_WINO_MIN_CHANNELS && Co >= MV_WINO_MIN_CHANNELS);
     npy_intp dims[4] = {B, OH, OW, Co};
     if (!(Y = new_f32(4, dims))) goto done;
-    Wp = mv_aligned_alloc(mv_conv2d_packed_floats(kh, kw, C1 + C2, Co) * sizeof(float));
+    int n = parse_threads(nth);
+    size_t per = wino ? mv_conv3x3_wino_scratch_floats(H, Wd, C1 + C2, Co, 1) : 0;
+    size_t wfloats = wino ? mv_conv3x3_wino_packed_floats(C1 + C2, Co) : mv_conv2d_packed_floats(kh, kw, C1 + C2, Co);
+    Wp = mv_aligned_alloc(wfloats * sizeof(float));
     zero = mv_aligned_alloc((size_t)(C1 + C2 + 16) * sizeof(float));
-    if (!Wp || !zero) { PyErr_NoMemory(); goto done; }
+    if (wino) {
+        tmp = mv_aligned_alloc((size_t)Co * (C1 + C2) * sizeof(float));
+        scratch = mv_aligned_alloc(per * (size_t)n * sizeof(float));
+    }
+    if (!Wp || !zero || (wino && (!tmp || !scratch))) { PyErr_NoMemory(); goto done; }
     memset(zero, 0, (size_t)(C1 + C2 + 16) * sizeof(float));
     mv_conv2d_args a = {B, H, Wd, C1, F(X), C1, C2, X2 ? F(X2) : NULL, C2, OH, OW, Co, kh, kw, stride, pad, dil,
-                        Wp, Bi ? F(Bi) : NULL, R ? F(R) : NULL, Co, F(Y), Co, act, zero};
-    conv_task t = {&a, mv_kernels(parse_isa(isa))->conv2d};
-    int n = parse_threads(nth);
+                        Wp, Bi ? F(Bi) : NULL, R ? F(R) : NULL, Co, F(Y), Co, act, zero, scratch};
+    conv_task t = {&a, wino ? mv_kernels(parse_isa(isa))->conv3x3_wino : mv_kernels(parse_isa(isa))->conv2d,
+                   per};
     if (PyArray_SIZE(Y) > 0) {
         Py_BEGIN_ALLOW_THREADS
-        mv_pack_conv2d_weights(F(W), Co, C1 + C2, kh, kw, Wp);
+        if (wino) mv_pack_conv3x3_wino_weights(F(W), Co, C1 + C2, tmp, Wp);
+        else mv_pack_conv2d_weights(F(W), Co, C1 + C2, kh, kw, Wp);
         run_parallel(conv_run, &t, n);
         Py_END_ALLOW_THREADS
     }
     ret = (PyObject *)Y; Y = NULL;
 done:
-    mv_aligned_free(Wp); mv_aligned_free(zero);
+    mv_aligned_free(Wp); mv_aligned_free(zero); mv_aligned_free(tmp); mv_aligned_free(scratch);
     Py_XDECREF(X); Py_XDECREF(W); Py_XDECREF(Bi); Py_XDECREF(X2); Py_XDECREF(R); Py_XDECREF(Y);
     return ret;
 }
@@ -1013,6 +1036,21 @@ static PyObject *Graph_set_fusion(GraphObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* set_winograd(on): run eligible 3x3 convs by Winograd (default) or by
+ * implicit GEMM; both weight packings exist, nothing is rebuilt. */
+static PyObject *Graph_set_winograd(GraphObject *self, PyObject *args) {
+    int on;
+    if (!PyArg_ParseTuple(args, "p", &on)) return NULL;
+    if (!self->g) { PyErr_SetString(PyExc_RuntimeError, "Graph not initialised"); return NULL; }
+    int locked = 0;
+    Py_BEGIN_ALLOW_THREADS
+    locked = pthread_mutex_lock(&self->lock) == 0;
+    Py_END_ALLOW_THREADS
+    self->g->winograd = on;
+    if (locked) pthread_mutex_unlock(&self->lock);
+    Py_RETURN_NONE;
+}
+
 static PyObject *Graph_release(GraphObject *self, PyObject *noargs) {
     int locked = 0;
     Py_BEGIN_ALLOW_THREADS
@@ -1031,6 +1069,7 @@ static PyMethodDef Graph_methods[] = {
     {"node_modes", (PyCFunction)Graph_node_modes, METH_VARARGS, "node_modes(B, H, W) -> per node: 0 alone, 1 fused block head, 2/3 inside a fused block"},
     {"set_max_bytes", (PyCFunction)Graph_set_max_bytes, METH_VARARGS, "cap on activation bytes (0 = none)"},
     {"release", (PyCFunction)Graph_release, METH_NOARGS, "free the cached activation arena"},
+    {"set_winograd", (PyCFunction)Graph_set_winograd, METH_VARARGS, "set_winograd(on): eligible 3x3 convs by Winograd F(2x2,3x3) (default) or implicit GEMM"},
     {"set_fusion", (PyCFunction)Graph_set_fusion, METH_VARARGS, "set_fusion(min_bytes): run expand/depthwise/project chains as one fused block when the expanded map has >= min_bytes per image; -1: never"},
     {NULL, NULL, 0, NULL},
 };

@@ -63,14 +63,22 @@ def _nt(num_threads):
     return 0 if num_threads is None else int(num_threads)
 
 
+_ALGOS = {None: 0, "auto": 0, "direct": 1, "winograd": 2}
+
+
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, act=None,
-           x2=None, residual=None, isa=None, num_threads=None):
+           x2=None, residual=None, isa=None, num_threads=None, algorithm=None):
     """torch.nn.functional.conv2d (+ optional fused activation and residual).
 
-    ``groups`` may be 1 (dense, implicit GEMM) or equal to the channel count
-    with a 3x3 kernel (depthwise).  ``x2`` is concatenated to ``x`` along
-    channels before the convolution without being materialised.
+    ``groups`` may be 1 (dense) or equal to the channel count with a 3x3
+    kernel (depthwise).  ``x2`` is concatenated to ``x`` along channels
+    before the convolution without being materialised.  ``algorithm``:
+    "auto" (as the model graphs run it: Winograd F(2x2, 3x3) for 3x3 /
+    stride 1 / padding 1 convs with >= 16 input and output channels,
+    implicit GEMM otherwise), "direct" or "winograd".
     """
+    if algorithm not in _ALGOS:
+        raise ValueError(f"conv2d: algorithm must be one of auto, direct, winograd, not {algorithm!r}")
     w = _f32(weight, "weight", 4)
     if groups != 1:
         xc = np.asarray(x).shape[1]
@@ -83,7 +91,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, act=
         return _nchw(y)
     y = _C.conv2d(_nhwc(x), w, _opt(bias, "bias"), int(stride), int(padding), int(dilation), _act(act),
                   None if x2 is None else _nhwc(x2, "x2"),
-                  None if residual is None else _nhwc(residual, "residual"), _isa(isa), _nt(num_threads))
+                  None if residual is None else _nhwc(residual, "residual"), _isa(isa), _nt(num_threads),
+                  _ALGOS[algorithm])
     return _nchw(y)
 
 

@@ -30,6 +30,7 @@ void mv_graph_free(mv_graph *g) {
         mv_aligned_free(g->nodes[i].w);
         mv_aligned_free(g->nodes[i].bias);
         mv_aligned_free(g->nodes[i].gamma);
+        mv_aligned_free(g->nodes[i].w2);
     }
     mv_aligned_free(g->zero);
     free(g->nodes);
@@ -53,7 +54,7 @@ mv_status mv_graph_set_node(mv_graph *g, int index, const mv_node *spec,
                             const float *gamma, char *err, size_t errlen) {
     if (index < 0 || index >= g->nnodes) { ERR("node index %d out of range", index); return MV_ERR_ARG; }
     mv_node n = *spec;
-    n.w = n.bias = n.gamma = NULL;
+    n.w = n.bias = n.gamma = n.w2 = NULL;
     if (n.nin < 1 || n.nin > MV_MAX_IN) { ERR("node %d: %d inputs", index, n.nin); return MV_ERR_ARG; }
     int cin[MV_MAX_IN];
     for (int k = 0; k < n.nin; k++) {
@@ -78,6 +79,14 @@ mv_status mv_graph_set_node(mv_graph *g, int index, const mv_node *spec,
         n.w = mv_aligned_alloc(mv_conv2d_packed_floats(kh, kw, Cin, n.cout) * sizeof(float));
         if (!n.w) return MV_ERR_NOMEM;
         mv_pack_conv2d_weights(w, n.cout, Cin, kh, kw, n.w);
+        if (kh == 3 && kw == 3 && stride == 1 && pad == 1 && dil == 1 && !has_res &&
+            Cin >= MV_WINO_MIN_CHANNELS && n.cout >= MV_WINO_MIN_CHANNELS) {
+            float *tmp = mv_aligned_alloc((size_t)n.cout * Cin * sizeof(float));
+            n.w2 = mv_aligned_alloc(mv_conv3x3_wino_packed_floats(Cin, n.cout) * sizeof(float));
+            if (!tmp || !n.w2) { mv_aligned_free(tmp); mv_aligned_free(n.w); mv_aligned_free(n.w2); return MV_ERR_NOMEM; }
+            mv_pack_conv3x3_wino_weights(w, n.cout, Cin, tmp, n.w2);
+            mv_aligned_free(tmp);
+        }
         if (bias && !(n.bias = dup_floats(bias, (size_t)n.cout))) return MV_ERR_NOMEM;
         if (Cin > g->max_cin) g->max_cin = Cin;
         break;
@@ -158,6 +167,7 @@ static int readers(const mv_graph *g, int id) {
 mv_status mv_graph_finalize(mv_graph *g, char *err, size_t errlen) {
     (void)err; (void)errlen;
     g->fuse_min_bytes = MV_FUSE_MIN_BYTES;
+    g->winograd = 1;
     for (int i = 0; i + 2 < g->nnodes; i++) {
         mv_node *e = &g->nodes[i], *d = &g->nodes[i + 1], *p = &g->nodes[i + 2];
         int res_ok = !p->ip[7] || (p->nin == 2 && p->in[1] == e->in[0]);
@@ -254,6 +264,11 @@ mv_status mv_plan_init(mv_plan *p, const mv_graph *g, int B, int H, int W,
             if (o->H < 1 || o->W < 1) {
                 ERR("node %d: a %dx%d feature map is too small for its %dx%d convolution", i, x->H, x->W, kh, kw);
                 st = MV_ERR_ARG; goto done;
+            }
+            if (!dw && n->w2) {           /* Winograd scratch, sized for one worker (largest blocks) */
+                size_t s = mv_conv3x3_wino_scratch_floats(x->H, x->W, x->C + (n->ip[6] ? t[n->in[1]].C : 0),
+                                                          n->cout, 1);
+                if (s > scratch) scratch = s;
             }
             for (int k = 1; k < n->nin; k++) {
                 mv_tensor_info *y = &t[n->in[k]];
@@ -431,8 +446,14 @@ static void run_node(const mv_graph *g, const mv_plan *p, int i,
             mv_conv2d_args a = {x->B, x->H, x->W, x->C, X, x->C,
                                 x2 ? x2->C : 0, x2 ? A + x2->offset : NULL, x2 ? x2->C : 0,
                                 o->H, o->W, n->cout, n->ip[0], n->ip[1], n->ip[2], n->ip[3], n->ip[4],
-                                n->w, n->bias, r ? A + r->offset : NULL, n->cout, Y, n->cout, n->ip[5], g->zero};
-            kt->conv2d(&a, tid, nth);
+                                n->w, n->bias, r ? A + r->offset : NULL, n->cout, Y, n->cout, n->ip[5], g->zero,
+                                A + p->scratch_offset + (size_t)worker * p->scratch_per_worker};
+            if (n->w2 && g->winograd) {
+                a.Wp = n->w2;
+                kt->conv3x3_wino(&a, tid, nth);
+            } else {
+                kt->conv2d(&a, tid, nth);
+            }
         }
         break;
     }

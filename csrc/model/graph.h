@@ -39,6 +39,10 @@ typedef enum {
 
 #define MV_MAX_IN 3
 
+/* 3x3 convs with at least this many input and output channels get Winograd
+ * weights (fewer: the transforms cost more than the multiplies saved). */
+#define MV_WINO_MIN_CHANNELS 16
+
 /* Default for mv_graph.fuse_min_bytes (tuned on MobileViT; see graph.c). */
 #define MV_FUSE_MIN_BYTES ((size_t)256 * 1024)
 
@@ -59,6 +63,7 @@ typedef struct {
     float *w;             /* packed weights (conv, dwconv) */
     float *bias;          /* conv/dwconv bias; norm beta */
     float *gamma;         /* norm gamma */
+    float *w2;            /* conv 3x3 / stride 1 / pad 1: Winograd-packed weights, else NULL */
     int chain;            /* set by mv_graph_finalize: this node starts an
                              expand 1x1 -> dw 3x3 -> project 1x1 chain whose
                              inner tensors nothing else reads (fusable) */
@@ -72,6 +77,7 @@ typedef struct {
     float *zero;
     size_t fuse_min_bytes; /* fuse a chain when its expanded map has at least
                               this many bytes per image (SIZE_MAX: never) */
+    int winograd;          /* run eligible 3x3 convs (w2 != NULL) by Winograd */
 } mv_graph;
 
 typedef struct {

@@ -51,18 +51,18 @@ const char *mv_isa_name(mv_isa isa) {
 }
 
 static const mv_kernel_table tables[MV_ISA_COUNT] = {
-    {"ref", mv_gemm_nhwc_f32__ref, mv_conv2d_nhwc_f32__ref,
+    {"ref", mv_gemm_nhwc_f32__ref, mv_conv2d_nhwc_f32__ref, mv_conv3x3_wino_nhwc_f32__ref,
      mv_dwconv2d_nhwc_f32__ref, mv_dwconv2d_row_nhwc_f32__ref,
      mv_attention_nhwc_f32__ref, mv_act_f32__ref,
      mv_layernorm_nhwc_f32__ref,
      mv_groupnorm1_nhwc_f32__ref, mv_sep_attention_nhwc_f32__ref},
 #ifdef MV_HAVE_X86
-    {"avx2", mv_gemm_nhwc_f32__avx2, mv_conv2d_nhwc_f32__avx2,
+    {"avx2", mv_gemm_nhwc_f32__avx2, mv_conv2d_nhwc_f32__avx2, mv_conv3x3_wino_nhwc_f32__avx2,
      mv_dwconv2d_nhwc_f32__avx2, mv_dwconv2d_row_nhwc_f32__avx2,
      mv_attention_nhwc_f32__avx2, mv_act_f32__avx2,
      mv_layernorm_nhwc_f32__avx2,
      mv_groupnorm1_nhwc_f32__avx2, mv_sep_attention_nhwc_f32__avx2},
-    {"avx512", mv_gemm_nhwc_f32__avx512, mv_conv2d_nhwc_f32__avx512,
+    {"avx512", mv_gemm_nhwc_f32__avx512, mv_conv2d_nhwc_f32__avx512, mv_conv3x3_wino_nhwc_f32__avx512,
      mv_dwconv2d_nhwc_f32__avx512, mv_dwconv2d_row_nhwc_f32__avx512,
      mv_attention_nhwc_f32__avx512, mv_act_f32__avx512,
      mv_layernorm_nhwc_f32__avx512,

@@ -65,6 +65,7 @@ typedef struct {
     float *Y; ptrdiff_t ldy;
     int act;
     const float *zero;                         /* >= C1 + C2 zeros */
+    float *scratch;                            /* Winograd only: the calling worker's own */
 } mv_conv2d_args;
 
 size_t mv_conv2d_packed_floats(int kh, int kw, int Cin, int Cout);
@@ -75,6 +76,28 @@ int mv_conv_out_size(int in, int k, int stride, int pad, int dil);
 void mv_conv2d_nhwc_f32__ref(const mv_conv2d_args *a, int tid, int nth);
 void mv_conv2d_nhwc_f32__avx2(const mv_conv2d_args *a, int tid, int nth);
 void mv_conv2d_nhwc_f32__avx512(const mv_conv2d_args *a, int tid, int nth);
+
+/* ---- 3x3 convolution, stride 1, pad 1, by Winograd F(2x2, 3x3) ------------
+ * Same contract as mv_conv2d (kh = kw = 3, stride = dil = pad = 1, OH = H,
+ * OW = W, no residual), 2.25x fewer multiplies: per 2x2 output tile,
+ *   V = B^T d B   (4x4 input tile, zero outside the map, per channel),
+ *   M[xi] = V[xi] . U[xi]  for the 16 positions xi (16 GEMMs over a block
+ *                          of tiles, K = C1 + C2, N = Cout),
+ *   Y = A^T M A + bias, act.
+ * U = G g G^T is computed in double and packed once as 16 GEMM weight sets
+ * (mv_pack_conv3x3_wino_weights, `tmp` holds Cout*Cin floats).  Tiles are
+ * processed in blocks of rows (mv_conv3x3_wino_block_rows) so V and M stay in
+ * L2; parallel over (image, block).  Each output element's arithmetic does
+ * not depend on the blocking, so results are the same for any nth.
+ * Rounding differs from the direct sum (transforms with coefficients 0, +-1,
+ * +-1/2): within a few ulp of the input magnitudes. */
+size_t mv_conv3x3_wino_packed_floats(int Cin, int Cout);
+void mv_pack_conv3x3_wino_weights(const float *W, int Cout, int Cin, float *tmp, float *Up);
+int mv_conv3x3_wino_block_rows(int H, int W, int nth);
+size_t mv_conv3x3_wino_scratch_floats(int H, int W, int Cin, int Cout, int nth);
+void mv_conv3x3_wino_nhwc_f32__ref(const mv_conv2d_args *a, int tid, int nth);
+void mv_conv3x3_wino_nhwc_f32__avx2(const mv_conv2d_args *a, int tid, int nth);
+void mv_conv3x3_wino_nhwc_f32__avx512(const mv_conv2d_args *a, int tid, int nth);
 
 /* ---- depthwise 3x3 convolution -------------------------------------------
  * Y[b, oy, ox, c] = act(sum_{ky,kx} X[b, iy, ix, c] * W[c, 0, ky, kx] + bias[c])
@@ -251,6 +274,7 @@ typedef struct {
     const char *name;
     mv_gemm_fn gemm;
     mv_conv2d_fn conv2d;
+    mv_conv2d_fn conv3x3_wino;
     mv_dwconv2d_fn dwconv2d;
     mv_dwconv2d_row_fn dwconv2d_row;
     mv_attention_fn attention;

@@ -228,6 +228,8 @@ int mv_plan_tensor_stored(const mv_plan *p, int id) {
 /* Output rows per group of a fused chain: enough pixels for full GEMM tiles. */
 static int invres_rows(int OH, int OW) {
     int g = (64 + OW - 1) / OW;
+    for (int k = g; k < g + 3; k++)        /* whole 12-row (and 6-row) GEMM tiles when possible */
+        if ((k * OW) % 12 == 0) { g = k; break; }
     return MV_MAX(1, MV_MIN(g, OH));
 }
 

@@ -89,7 +89,7 @@ def test_conv_concat_input_and_residual(isa, rng, c1, c2):
 
 @pytest.mark.parametrize("c", CH + [48, 64, 100])
 @pytest.mark.parametrize("stride", [1, 2])
-@pytest.mark.parametrize("hw", [(11, 8), (1, 1), (2, 3), (5, 17)])
+@pytest.mark.parametrize("hw", [(11, 8), (1, 1), (2, 3), (5, 17), (3, 41), (2, 64)])
 def test_depthwise3x3(isa, rng, c, stride, hw):
     x = rng.standard_normal((2, c, *hw)).astype(np.float32)
     w = rng.standard_normal((c, 1, 3, 3)).astype(np.float32)
@@ -100,7 +100,7 @@ def test_depthwise3x3(isa, rng, c, stride, hw):
     assert_close(y, ref.numpy(), 1e-5, "dwconv")
 
 
-@pytest.mark.parametrize("dil,stride,hw", [(2, 1, (12, 12)), (2, 2, (9, 13)), (4, 1, (3, 11)), (1, 2, (4, 4))])
+@pytest.mark.parametrize("dil,stride,hw", [(2, 1, (12, 12)), (2, 2, (9, 13)), (4, 1, (3, 11)), (1, 2, (4, 4)), (2, 1, (3, 37))])
 def test_depthwise_dilated(isa, rng, dil, stride, hw):
     x = rng.standard_normal((1, 24, *hw)).astype(np.float32)
     w = rng.standard_normal((24, 1, 3, 3)).astype(np.float32)

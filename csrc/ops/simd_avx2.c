@@ -72,6 +72,9 @@ static inline __m256 mv_avx2_exp2i(__m256 y, __m256 n) {
 #define ATT_JT_CASES ATT_CASE(1) ATT_CASE(2) ATT_CASE(3) ATT_CASE(4) ATT_CASE(5)
 #define ATT_CT_CASES ATT_CASE(1) ATT_CASE(2) ATT_CASE(3) ATT_CASE(4) ATT_CASE(5) ATT_CASE(6)
 
+/* depthwise: output pixels per interior group (independent FMA chains) */
+#define DW_OX 4
+
 #include "simd_kernels.inc"
 
 #if defined(__clang__)

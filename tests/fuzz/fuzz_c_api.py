@@ -298,7 +298,8 @@ def t_conv2d(r):
         if _too_big(max(xd[0], 1), OH, OW, wd[0]):
             return
     res = make_array(r, [B, OH or 1, OW or 1, Co]) if r.flag(48) else None
-    out = _C.conv2d(x, w, bias, stride, pad, dil, act, x2, res, _isa(r), _nth(r))
+    algo = r.pick([0, 0, 1, 2, 2, 3, -1])     # auto / direct / winograd / invalid
+    out = _C.conv2d(x, w, bias, stride, pad, dil, act, x2, res, _isa(r), _nth(r), algo)
     _check_shape(out, (xd[0], OH, OW, wd[0]) if xd and wd else None)
 
 
@@ -538,6 +539,10 @@ def t_graph(r):
         nodes = tuple(nodes) if r.flag() else [("not", "a", "node")]
     g = _C.Graph(in_ch, nodes)
     g.set_max_bytes(1 << 24)
+    if r.flag(96):      # fuse every inverted residual chain / none / from a random size
+        g.set_fusion(r.pick([0, 0, -1, 4096, r.int_arg(-3, 1 << 20)]))
+    if r.flag(64):
+        g.set_winograd(r.flag())
     for _ in range(r.below(3) + 1):
         x = make_array(r, [r.below(3), in_ch, r.below(9) + 1, r.below(9) + 1])
         ids = tuple(r.below(n) + 1 if r.u8() < 245 else r.pick([0, -1, n + 1, 1 << 31])
@@ -551,6 +556,9 @@ def t_graph(r):
             assert len(prof) in (0, n), (len(prof), n)  # empty batch: nothing timed
         if r.flag(40):
             g.plan_bytes(r.int_arg(1, 3), r.int_arg(1, 64), r.int_arg(1, 64), _nth(r))
+        if r.flag(40):
+            modes = g.node_modes(r.int_arg(1, 3), r.int_arg(1, 64), r.int_arg(1, 64))
+            assert len(modes) == n and set(modes) <= {0, 1, 2, 3}, modes
         if r.flag(40):
             g.release()
 

@@ -258,12 +258,12 @@ static PyObject *py_conv2d(PyObject *self, PyObject *args) {
     int OH = mv_conv_out_size(H, kh, stride, pad, dil), OW = mv_conv_out_size(Wd, kw, stride, pad, dil);
     if (OH < 1 || OW < 1) { PyErr_SetString(PyExc_ValueError, "conv2d: input smaller than the kernel"); goto done; }
     if (R && (DIM(R, 0) != B || DIM(R, 1) != OH || DIM(R, 2) != OW || DIM(R, 3) != Co)) { PyErr_SetString(PyExc_ValueError, "conv2d: residual must match the output"); goto done; }
-    int wino_ok = kh == 3 && kw == 3 && stride == 1 && pad == 1 && dil == 1 && !R;
+    int wino_ok = mv_conv3x3_wino_shape_ok(kh, kw, stride, pad, dil, R != NULL);
     if (algo == 2 && !wino_ok) {
         PyErr_SetString(PyExc_ValueError, "conv2d: Winograd needs a 3x3 kernel, stride 1, padding 1, dilation 1 and no residual");
         goto done;
     }
-    int wino = algo == 2 || (algo == 0 && wino_ok && C1 + C2 >= MV_WINO_MIN_CHANNELS && Co >= MV_WINO_MIN_CHANNELS);
+    int wino = algo == 2 || (algo == 0 && wino_ok && mv_conv3x3_wino_pays(C1 + C2, Co));
     npy_intp dims[4] = {B, OH, OW, Co};
     if (!(Y = new_f32(4, dims))) goto done;
     int n = parse_threads(nth);
@@ -279,8 +279,8 @@ static PyObject *py_conv2d(PyObject *self, PyObject *args) {
     memset(zero, 0, (size_t)(C1 + C2 + 16) * sizeof(float));
     mv_conv2d_args a = {B, H, Wd, C1, F(X), C1, C2, X2 ? F(X2) : NULL, C2, OH, OW, Co, kh, kw, stride, pad, dil,
                         Wp, Bi ? F(Bi) : NULL, R ? F(R) : NULL, Co, F(Y), Co, act, zero, scratch};
-    conv_task t = {&a, wino ? mv_kernels(parse_isa(isa))->conv3x3_wino : mv_kernels(parse_isa(isa))->conv2d,
-                   per};
+    const mv_kernel_table *kt = mv_kernels(parse_isa(isa));
+    conv_task t = {&a, wino ? kt->conv3x3_wino : kt->conv2d, per};
     if (PyArray_SIZE(Y) > 0) {
         Py_BEGIN_ALLOW_THREADS
         if (wino) mv_pack_conv3x3_wino_weights(F(W), Co, C1 + C2, tmp, Wp);
@@ -737,9 +737,24 @@ static mv_status ensure_cache(GraphObject *self, int B, int H, int W, int nth, c
     return st;
 }
 
-static void Graph_dealloc(GraphObject *self) {
+/* Frees every cached plan (the next run plans again). */
+static void drop_plans(GraphObject *self) {
     release_img_plans(self);
     if (self->has_cache) mv_plan_release(&self->cache);
+    self->has_cache = 0;
+}
+
+/* Takes the plan lock with the GIL released; returns whether it is held. */
+static int lock_plans(GraphObject *self) {
+    int locked;
+    Py_BEGIN_ALLOW_THREADS
+    locked = pthread_mutex_lock(&self->lock) == 0;
+    Py_END_ALLOW_THREADS
+    return locked;
+}
+
+static void Graph_dealloc(GraphObject *self) {
+    drop_plans(self);
     mv_graph_free(self->g);
     pthread_mutex_destroy(&self->lock);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -1024,14 +1039,9 @@ static PyObject *Graph_set_fusion(GraphObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "L", &b)) return NULL;
     if (!self->g) { PyErr_SetString(PyExc_RuntimeError, "Graph not initialised"); return NULL; }
     if (b < -1) { PyErr_SetString(PyExc_ValueError, "set_fusion: min_bytes must be >= 0, or -1 for never"); return NULL; }
-    int locked = 0;
-    Py_BEGIN_ALLOW_THREADS
-    locked = pthread_mutex_lock(&self->lock) == 0;
-    Py_END_ALLOW_THREADS
+    int locked = lock_plans(self);
     self->g->fuse_min_bytes = b < 0 ? SIZE_MAX : (size_t)b;
-    if (self->has_cache) mv_plan_release(&self->cache);
-    self->has_cache = 0;
-    release_img_plans(self);
+    drop_plans(self);
     if (locked) pthread_mutex_unlock(&self->lock);
     Py_RETURN_NONE;
 }
@@ -1042,23 +1052,15 @@ static PyObject *Graph_set_winograd(GraphObject *self, PyObject *args) {
     int on;
     if (!PyArg_ParseTuple(args, "p", &on)) return NULL;
     if (!self->g) { PyErr_SetString(PyExc_RuntimeError, "Graph not initialised"); return NULL; }
-    int locked = 0;
-    Py_BEGIN_ALLOW_THREADS
-    locked = pthread_mutex_lock(&self->lock) == 0;
-    Py_END_ALLOW_THREADS
+    int locked = lock_plans(self);
     self->g->winograd = on;
     if (locked) pthread_mutex_unlock(&self->lock);
     Py_RETURN_NONE;
 }
 
 static PyObject *Graph_release(GraphObject *self, PyObject *noargs) {
-    int locked = 0;
-    Py_BEGIN_ALLOW_THREADS
-    locked = pthread_mutex_lock(&self->lock) == 0;
-    Py_END_ALLOW_THREADS
-    if (self->has_cache) mv_plan_release(&self->cache);
-    self->has_cache = 0;
-    release_img_plans(self);
+    int locked = lock_plans(self);
+    drop_plans(self);
     if (locked) pthread_mutex_unlock(&self->lock);
     Py_RETURN_NONE;
 }

@@ -79,8 +79,7 @@ mv_status mv_graph_set_node(mv_graph *g, int index, const mv_node *spec,
         n.w = mv_aligned_alloc(mv_conv2d_packed_floats(kh, kw, Cin, n.cout) * sizeof(float));
         if (!n.w) return MV_ERR_NOMEM;
         mv_pack_conv2d_weights(w, n.cout, Cin, kh, kw, n.w);
-        if (kh == 3 && kw == 3 && stride == 1 && pad == 1 && dil == 1 && !has_res &&
-            Cin >= MV_WINO_MIN_CHANNELS && n.cout >= MV_WINO_MIN_CHANNELS) {
+        if (mv_conv3x3_wino_shape_ok(kh, kw, stride, pad, dil, has_res) && mv_conv3x3_wino_pays(Cin, n.cout)) {
             float *tmp = mv_aligned_alloc((size_t)n.cout * Cin * sizeof(float));
             n.w2 = mv_aligned_alloc(mv_conv3x3_wino_packed_floats(Cin, n.cout) * sizeof(float));
             if (!tmp || !n.w2) { mv_aligned_free(tmp); mv_aligned_free(n.w); mv_aligned_free(n.w2); return MV_ERR_NOMEM; }
@@ -425,13 +424,14 @@ static void run_node(const mv_graph *g, const mv_plan *p, int i,
     float *A = p->arena;
     const float *X = A + x->offset;
     float *Y = A + o->offset;
+    float *scratch = A + p->scratch_offset + (size_t)worker * p->scratch_per_worker;  /* this worker's */
     if (p->mode[i] == MV_MODE_HEAD) {      /* nodes i, i+1, i+2 as one block */
         const mv_node *d = &g->nodes[i + 1], *q = &g->nodes[i + 2];
         const mv_tensor_info *e = &p->t[i + 1], *y = &p->t[i + 3];
         mv_invres_args a = {x->B, x->H, x->W, x->C, X, e->C, n->w, n->bias, n->ip[5],
                             y->H, y->W, d->ip[0], d->ip[1], d->ip[2], d->w, d->bias, d->ip[3],
                             y->C, q->w, q->bias, q->ip[7], A + y->offset, invres_rows(y->H, y->W),
-                            A + p->scratch_offset + (size_t)worker * p->scratch_per_worker};
+                            scratch};
         mv_invres_nhwc_f32(&a, kt, tid, nth);
         return;
     }
@@ -449,7 +449,7 @@ static void run_node(const mv_graph *g, const mv_plan *p, int i,
                                 x2 ? x2->C : 0, x2 ? A + x2->offset : NULL, x2 ? x2->C : 0,
                                 o->H, o->W, n->cout, n->ip[0], n->ip[1], n->ip[2], n->ip[3], n->ip[4],
                                 n->w, n->bias, r ? A + r->offset : NULL, n->cout, Y, n->cout, n->ip[5], g->zero,
-                                A + p->scratch_offset + (size_t)worker * p->scratch_per_worker};
+                                scratch};
             if (n->w2 && g->winograd) {
                 a.Wp = n->w2;
                 kt->conv3x3_wino(&a, tid, nth);
@@ -474,7 +474,7 @@ static void run_node(const mv_graph *g, const mv_plan *p, int i,
         break;
     case MV_OP_ATTENTION: {
         mv_attention_args a = {x->B, x->H, x->W, n->ip[1], n->ip[2], o->C, n->ip[0], n->fp[0],
-                               X, x->C, Y, o->C, A + p->scratch_offset + (size_t)worker * p->scratch_per_worker};
+                               X, x->C, Y, o->C, scratch};
         kt->attention(&a, tid, nth);
         break;
     }
@@ -484,7 +484,7 @@ static void run_node(const mv_graph *g, const mv_plan *p, int i,
         break;
     case MV_OP_SEP_ATTENTION: {
         mv_sep_attention_args a = {x->B, x->H, x->W, n->ip[0], n->ip[1], o->C, X, x->C, Y, o->C,
-                                   A + p->scratch_offset + (size_t)worker * p->scratch_per_worker};
+                                   scratch};
         kt->sep_attention(&a, tid, nth);
         break;
     }

@@ -39,10 +39,6 @@ typedef enum {
 
 #define MV_MAX_IN 3
 
-/* 3x3 convs with at least this many input and output channels get Winograd
- * weights (fewer: the transforms cost more than the multiplies saved). */
-#define MV_WINO_MIN_CHANNELS 16
-
 /* Default for mv_graph.fuse_min_bytes.  A smaller expanded map stays in L2
  * between the three separate kernels, and fusing it only adds edge-row
  * recomputation when a node is split across workers (MobileViT-S, batch 1,

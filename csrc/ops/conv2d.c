@@ -76,6 +76,14 @@ void mv_conv2d_nhwc_f32__ref(const mv_conv2d_args *a, int tid, int nth) {
 }
 
 /* ---- Winograd F(2x2, 3x3) ---------------------------------------------------*/
+int mv_conv3x3_wino_shape_ok(int kh, int kw, int stride, int pad, int dil, int has_res) {
+    return kh == 3 && kw == 3 && stride == 1 && pad == 1 && dil == 1 && !has_res;
+}
+
+int mv_conv3x3_wino_pays(int Cin, int Cout) {
+    return Cin >= MV_WINO_MIN_CHANNELS && Cout >= MV_WINO_MIN_CHANNELS;
+}
+
 size_t mv_conv3x3_wino_packed_floats(int Cin, int Cout) {
     return 16 * mv_gemm_packed_floats(Cin, Cout);
 }

@@ -91,6 +91,12 @@ void mv_conv2d_nhwc_f32__avx512(const mv_conv2d_args *a, int tid, int nth);
  * not depend on the blocking, so results are the same for any nth.
  * Rounding differs from the direct sum (transforms with coefficients 0, +-1,
  * +-1/2): within a few ulp of the input magnitudes. */
+/* Shapes the Winograd kernel computes (3x3, stride 1, pad 1, dilation 1, no
+ * residual), and whether it pays: with fewer than MV_WINO_MIN_CHANNELS input
+ * or output channels the transforms cost more than the multiplies saved. */
+#define MV_WINO_MIN_CHANNELS 16
+int mv_conv3x3_wino_shape_ok(int kh, int kw, int stride, int pad, int dil, int has_res);
+int mv_conv3x3_wino_pays(int Cin, int Cout);
 size_t mv_conv3x3_wino_packed_floats(int Cin, int Cout);
 void mv_pack_conv3x3_wino_weights(const float *W, int Cout, int Cin, float *tmp, float *Up);
 int mv_conv3x3_wino_block_rows(int H, int W, int nth);

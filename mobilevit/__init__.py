@@ -56,6 +56,23 @@ def available_isas() -> list:
     return _C.available_isas()
 
 
+def _isa_from_environment() -> None:
+    """MOBILEVIT_ISA=ref|avx2|avx512|auto forces a kernel path for the whole
+    process (as set_isa does), e.g. to run a test suite on the AVX2 path of an
+    AVX-512 machine.  A value this CPU cannot run is an error at import, not a
+    silent fallback."""
+    import os
+    want = os.environ.get("MOBILEVIT_ISA", "").strip().lower()
+    if want:
+        try:
+            set_isa(want)
+        except ValueError as e:
+            raise ImportError(f"MOBILEVIT_ISA={want!r}: {e}") from None
+
+
+_isa_from_environment()
+
+
 __all__ = ["set_default_memory_limit", "create_model", "from_pretrained", "Predictor", "load_checkpoint", "CheckpointError", "UnsafeCheckpointError", "list_models", "get_config", "MobileViT", "MobileViTConfig", "MODEL_CONFIGS",
            "LoadResult", "StateDictError", "ops", "set_num_threads", "get_num_threads", "set_isa", "get_isa",
            "available_isas"]

@@ -17,6 +17,11 @@
 #include "model/graph.h"
 
 #define MV_MAX_CONV_PARAM 65536   /* stride / padding / dilation cap (keeps sizes in range) */
+/* Most worker threads a call may ask for (set_num_threads, num_threads=,
+ * OMP_NUM_THREADS).  Above it libgomp may fail to create the team and then
+ * calls exit() (gomp_fatal), taking the interpreter down; per-worker scratch
+ * also grows with the count.  Requests above it are refused, never passed on. */
+#define MV_MAX_THREADS 1024
 
 static atomic_int g_isa = MV_ISA_REF;
 static atomic_int g_threads = 1;
@@ -111,9 +116,22 @@ static int check_isa(int isa) {
     return 0;
 }
 
+/* Worker count for a call: nth > 0 as asked (the Python layer has checked
+ * the range; clamped here again so nothing larger ever reaches OpenMP),
+ * else the module setting; 1 in a forked child. */
 static int parse_threads(int nth) {
     if (atomic_load(&g_forked_child)) return 1;
-    return nth > 0 ? nth : atomic_load(&g_threads);
+    int n = nth > 0 ? nth : atomic_load(&g_threads);
+    return n > MV_MAX_THREADS ? MV_MAX_THREADS : n;
+}
+
+/* num_threads argument of a call: 0 = the module setting, else 1..MV_MAX_THREADS. */
+static int check_threads_arg(int nth) {
+    if (nth < 0 || nth > MV_MAX_THREADS) {
+        PyErr_Format(PyExc_ValueError, "num_threads must be between 1 and %d, got %d", MV_MAX_THREADS, nth);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- module-level settings ------------------------------------------------ */
@@ -152,8 +170,8 @@ static PyObject *py_best_isa(PyObject *self, PyObject *noargs) {
 static PyObject *py_set_num_threads(PyObject *self, PyObject *args) {
     int n;
     if (!PyArg_ParseTuple(args, "i", &n)) return NULL;
-    if (n < 1 || n > 1024) {
-        PyErr_Format(PyExc_ValueError, "num_threads must be between 1 and 1024, got %d", n);
+    if (n < 1 || n > MV_MAX_THREADS) {
+        PyErr_Format(PyExc_ValueError, "num_threads must be between 1 and %d, got %d", MV_MAX_THREADS, n);
         return NULL;
     }
     atomic_store(&g_threads, n);
@@ -638,6 +656,37 @@ done:
     return ret;
 }
 
+typedef struct { const float *x; int64_t *lab; int B, H, W, C, OH, OW, ac; } argmax_task;
+static void argmax_run(void *c, int tid, int nth) {
+    argmax_task *t = c;
+    mv_resize_bilinear_argmax_nhwc_f32__ref(t->x, t->B, t->H, t->W, t->C, t->lab, t->OH, t->OW, t->ac, tid, nth);
+}
+
+/* resize_argmax(x[B,H,W,C], OH, OW, align_corners, nth) -> int64 [B,OH,OW] */
+static PyObject *py_resize_argmax(PyObject *self, PyObject *args) {
+    PyObject *xo;
+    int OH, OW, ac, nth;
+    if (!PyArg_ParseTuple(args, "Oiipi", &xo, &OH, &OW, &ac, &nth)) return NULL;
+    if (check_threads_arg(nth) < 0) return NULL;
+    PyArrayObject *X = as_f32(xo, 4, "x");
+    if (!X) return NULL;
+    if (OH < 1 || OW < 1 || DIM(X, 1) < 1 || DIM(X, 2) < 1 || DIM(X, 3) < 1) {
+        PyErr_SetString(PyExc_ValueError, "resize_argmax: sizes and channels must be >= 1");
+        Py_DECREF(X); return NULL;
+    }
+    npy_intp dims[3] = {DIM(X, 0), OH, OW};
+    PyArrayObject *L = (PyArrayObject *)PyArray_SimpleNew(3, dims, NPY_INT64);
+    if (!L) { Py_DECREF(X); return NULL; }
+    argmax_task t = {F(X), (int64_t *)PyArray_DATA(L), DIM(X, 0), DIM(X, 1), DIM(X, 2), DIM(X, 3), OH, OW, ac};
+    if (PyArray_SIZE(L) > 0) {
+        Py_BEGIN_ALLOW_THREADS
+        run_parallel(argmax_run, &t, parse_threads(nth));
+        Py_END_ALLOW_THREADS
+    }
+    Py_DECREF(X);
+    return (PyObject *)L;
+}
+
 /* crop_pad(x[B,H,W,C], OH, OW, nth) -> [B,OH,OW,C], top-left anchored */
 static PyObject *py_crop_pad(PyObject *self, PyObject *args) {
     PyObject *xo;
@@ -698,13 +747,28 @@ static PyObject *py_nhwc_to_nchw(PyObject *self, PyObject *args) { return layout
 typedef struct {
     PyObject_HEAD
     mv_graph *g;
-    pthread_mutex_t lock;      /* guards the cached plan */
+    pthread_mutex_t lock;      /* guards the cached plans */
     mv_plan cache;             /* plan + arena reused by calls of the same shape */
     int has_cache;
     mv_plan *img;              /* throughput mode: one single-image plan per worker */
     int n_img;
-    size_t max_bytes;          /* activation memory cap (0: none) */
+    /* Settings, each stored atomically and read once at the start of a call:
+     * a call runs with one consistent snapshot (the old or the new value of
+     * each setter), and plans made with other options are never reused. */
+    _Atomic size_t max_bytes;      /* activation memory cap (0: none) */
+    _Atomic size_t fuse_min_bytes; /* mv_plan_opts.fuse_min_bytes */
+    atomic_int winograd;           /* mv_plan_opts.winograd */
 } GraphObject;
+
+static mv_plan_opts graph_opts(GraphObject *self) {
+    mv_plan_opts o = {.fuse_min_bytes = atomic_load(&self->fuse_min_bytes),
+                      .winograd = atomic_load(&self->winograd)};
+    return o;
+}
+
+static int same_opts(const mv_plan_opts *a, const mv_plan_opts *b) {
+    return a->fuse_min_bytes == b->fuse_min_bytes && a->winograd == b->winograd;
+}
 
 static void release_img_plans(GraphObject *self) {
     for (int i = 0; i < self->n_img; i++) mv_plan_release(&self->img[i]);
@@ -714,25 +778,29 @@ static void release_img_plans(GraphObject *self) {
 }
 
 /* The per-worker single-image plans for (H, W), made or reused; lock held. */
-static mv_status ensure_img_plans(GraphObject *self, int H, int W, int nth, char *err, size_t errlen) {
-    if (self->n_img == nth && self->img[0].H == H && self->img[0].W == W) return MV_OK;
+static mv_status ensure_img_plans(GraphObject *self, int H, int W, int nth, const mv_plan_opts *opts,
+                                  char *err, size_t errlen) {
+    if (self->n_img == nth && self->img[0].H == H && self->img[0].W == W && same_opts(&self->img[0].opts, opts))
+        return MV_OK;
     release_img_plans(self);
     self->img = calloc((size_t)nth, sizeof(mv_plan));
     if (!self->img) return MV_ERR_NOMEM;
     for (int i = 0; i < nth; i++) {
-        mv_status st = mv_plan_init(&self->img[i], self->g, 1, H, W, 1, 0, err, errlen);
+        mv_status st = mv_plan_init(&self->img[i], self->g, 1, H, W, 1, opts, 0, err, errlen);
         if (st != MV_OK) { self->n_img = i; release_img_plans(self); return st; }
         self->n_img = i + 1;
     }
     return MV_OK;
 }
 
-static mv_status ensure_cache(GraphObject *self, int B, int H, int W, int nth, char *err, size_t errlen) {
-    if (self->has_cache && self->cache.B == B && self->cache.H == H && self->cache.W == W && self->cache.nth >= nth)
+static mv_status ensure_cache(GraphObject *self, int B, int H, int W, int nth, const mv_plan_opts *opts,
+                              char *err, size_t errlen) {
+    if (self->has_cache && self->cache.B == B && self->cache.H == H && self->cache.W == W && self->cache.nth >= nth &&
+        same_opts(&self->cache.opts, opts))
         return MV_OK;
     if (self->has_cache) mv_plan_release(&self->cache);
     self->has_cache = 0;
-    mv_status st = mv_plan_init(&self->cache, self->g, B, H, W, nth, 0, err, errlen);
+    mv_status st = mv_plan_init(&self->cache, self->g, B, H, W, nth, opts, 0, err, errlen);
     if (st == MV_OK) self->has_cache = 1;
     return st;
 }
@@ -851,7 +919,10 @@ static PyObject *Graph_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     self->has_cache = 0;
     self->img = NULL;
     self->n_img = 0;
-    self->max_bytes = 0;
+    mv_plan_opts d = mv_plan_opts_default();
+    atomic_init(&self->max_bytes, 0);
+    atomic_init(&self->fuse_min_bytes, d.fuse_min_bytes);
+    atomic_init(&self->winograd, d.winograd);
     memset(&self->cache, 0, sizeof(self->cache));
     pthread_mutex_init(&self->lock, NULL);
     return (PyObject *)self;
@@ -866,6 +937,10 @@ static PyObject *Graph_run(GraphObject *self, PyObject *args) {
     char err[256] = "";
     if (!PyArg_ParseTuple(args, "OO|iO", &xo, &ids_o, &nth, &prof)) return NULL;
     if (!self->g) { PyErr_SetString(PyExc_RuntimeError, "Graph not initialised"); return NULL; }
+    if (check_threads_arg(nth) < 0) return NULL;
+    /* one snapshot of the settings for the whole call */
+    const mv_plan_opts opts = graph_opts(self);
+    const size_t max_bytes = atomic_load(&self->max_bytes);
     int ids[64];
     int nout = int_tuple(ids_o, ids, 64, "output ids");
     if (nout < 0) return NULL;
@@ -889,11 +964,11 @@ static PyObject *Graph_run(GraphObject *self, PyObject *args) {
     if (!outs) { Py_DECREF(X); return NULL; }
     if (B > 0 && H > 0 && W > 0) {
         /* shapes of the outputs, from a dry plan (cheap) */
-        st = mv_plan_init(&tmp, self->g, B, H, W, nth, 1, err, sizeof(err));
+        st = mv_plan_init(&tmp, self->g, B, H, W, nth, &opts, 1, err, sizeof(err));
         if (st != MV_OK) goto fail;
-        if (self->max_bytes && mv_plan_bytes(&tmp) > self->max_bytes) {
+        if (max_bytes && mv_plan_bytes(&tmp) > max_bytes) {
             snprintf(err, sizeof(err), "input %dx%dx%dx%d needs %.1f MiB of activations, above the cap of %.1f MiB",
-                     B, C, H, W, mv_plan_bytes(&tmp) / 1048576.0, self->max_bytes / 1048576.0);
+                     B, C, H, W, mv_plan_bytes(&tmp) / 1048576.0, max_bytes / 1048576.0);
             mv_plan_release(&tmp); st = MV_ERR_NOMEM; goto fail;
         }
         for (int k = 0; k < nout; k++)
@@ -924,10 +999,10 @@ static PyObject *Graph_run(GraphObject *self, PyObject *args) {
             own_lock = 1;
             if (by_image) {
                 int nfull = B / nth * nth, rest = B - nfull;
-                st = ensure_img_plans(self, H, W, nth, err, sizeof(err));
+                st = ensure_img_plans(self, H, W, nth, &opts, err, sizeof(err));
                 if (st == MV_OK) st = mv_plan_run_images(self->img, nth, self->g, F(X), nfull, &out, isa);
                 if (st == MV_OK && rest) {
-                    st = ensure_cache(self, rest, H, W, nth, err, sizeof(err));
+                    st = ensure_cache(self, rest, H, W, nth, &opts, err, sizeof(err));
                     float *rdst[64];
                     mv_outputs rout = {nout, ids, rdst};
                     for (int k = 0; k < nout; k++)
@@ -938,11 +1013,11 @@ static PyObject *Graph_run(GraphObject *self, PyObject *args) {
                 }
                 plan = NULL;
             } else {
-                st = ensure_cache(self, B, H, W, nth, err, sizeof(err));
+                st = ensure_cache(self, B, H, W, nth, &opts, err, sizeof(err));
                 plan = &self->cache;
             }
         } else {  /* another thread is using the cached plan: use a private one */
-            st = mv_plan_init(&tmp, self->g, B, H, W, nth, 0, err, sizeof(err));
+            st = mv_plan_init(&tmp, self->g, B, H, W, nth, &opts, 0, err, sizeof(err));
             plan = &tmp;
         }
         if (st == MV_OK && plan) st = mv_plan_run_timed(plan, self->g, F(X), &out, nth, isa, times);
@@ -962,7 +1037,7 @@ static PyObject *Graph_run(GraphObject *self, PyObject *args) {
     } else {
         /* empty batch (or degenerate size): shapes from a 1-image dry plan */
         if (H < 1 || W < 1) { PyErr_SetString(PyExc_ValueError, "input height and width must be >= 1"); goto fail_py; }
-        st = mv_plan_init(&tmp, self->g, 1, H, W, 1, 1, err, sizeof(err));
+        st = mv_plan_init(&tmp, self->g, 1, H, W, 1, &opts, 1, err, sizeof(err));
         if (st != MV_OK) goto fail;
         for (int k = 0; k < nout; k++)
             if (!mv_plan_tensor_stored(&tmp, ids[k])) {
@@ -996,8 +1071,10 @@ static PyObject *Graph_plan_bytes(GraphObject *self, PyObject *args) {
     char err[256] = "";
     if (!PyArg_ParseTuple(args, "iii|i", &B, &H, &W, &nth)) return NULL;
     if (!self->g) { PyErr_SetString(PyExc_RuntimeError, "Graph not initialised"); return NULL; }
+    if (check_threads_arg(nth) < 0) return NULL;
+    const mv_plan_opts opts = graph_opts(self);
     mv_plan p;
-    mv_status st = mv_plan_init(&p, self->g, B, H, W, nth > 0 ? nth : atomic_load(&g_threads), 1, err, sizeof(err));
+    mv_status st = mv_plan_init(&p, self->g, B, H, W, parse_threads(nth), &opts, 1, err, sizeof(err));
     if (st != MV_OK) { set_status_error(st, err); return NULL; }
     size_t b = mv_plan_bytes(&p);
     mv_plan_release(&p);
@@ -1012,8 +1089,9 @@ static PyObject *Graph_node_modes(GraphObject *self, PyObject *args) {
     char err[256] = "";
     if (!PyArg_ParseTuple(args, "iii", &B, &H, &W)) return NULL;
     if (!self->g) { PyErr_SetString(PyExc_RuntimeError, "Graph not initialised"); return NULL; }
+    const mv_plan_opts opts = graph_opts(self);
     mv_plan p;
-    mv_status st = mv_plan_init(&p, self->g, B, H, W, 1, 1, err, sizeof(err));
+    mv_status st = mv_plan_init(&p, self->g, B, H, W, 1, &opts, 1, err, sizeof(err));
     if (st != MV_OK) { set_status_error(st, err); return NULL; }
     PyObject *l = PyList_New(self->g->nnodes);
     for (int i = 0; l && i < self->g->nnodes; i++) {
@@ -1028,7 +1106,7 @@ static PyObject *Graph_node_modes(GraphObject *self, PyObject *args) {
 static PyObject *Graph_set_max_bytes(GraphObject *self, PyObject *args) {
     unsigned long long b;
     if (!PyArg_ParseTuple(args, "K", &b)) return NULL;
-    self->max_bytes = (size_t)b;
+    atomic_store(&self->max_bytes, (size_t)b);
     Py_RETURN_NONE;
 }
 
@@ -1039,11 +1117,18 @@ static PyObject *Graph_set_fusion(GraphObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "L", &b)) return NULL;
     if (!self->g) { PyErr_SetString(PyExc_RuntimeError, "Graph not initialised"); return NULL; }
     if (b < -1) { PyErr_SetString(PyExc_ValueError, "set_fusion: min_bytes must be >= 0, or -1 for never"); return NULL; }
+    atomic_store(&self->fuse_min_bytes, b < 0 ? SIZE_MAX : (size_t)b);
+    /* free the plans made with the old setting (a run holding the lock
+     * finishes with its own snapshot first; later runs re-plan anyway) */
     int locked = lock_plans(self);
-    self->g->fuse_min_bytes = b < 0 ? SIZE_MAX : (size_t)b;
     drop_plans(self);
     if (locked) pthread_mutex_unlock(&self->lock);
     Py_RETURN_NONE;
+}
+
+static PyObject *Graph_get_fusion(GraphObject *self, PyObject *noargs) {
+    size_t b = atomic_load(&self->fuse_min_bytes);
+    return b == SIZE_MAX ? PyLong_FromLong(-1) : PyLong_FromSize_t(b);
 }
 
 /* set_winograd(on): run eligible 3x3 convs by Winograd (default) or by
@@ -1052,10 +1137,16 @@ static PyObject *Graph_set_winograd(GraphObject *self, PyObject *args) {
     int on;
     if (!PyArg_ParseTuple(args, "p", &on)) return NULL;
     if (!self->g) { PyErr_SetString(PyExc_RuntimeError, "Graph not initialised"); return NULL; }
-    int locked = lock_plans(self);
-    self->g->winograd = on;
-    if (locked) pthread_mutex_unlock(&self->lock);
+    atomic_store(&self->winograd, on);
     Py_RETURN_NONE;
+}
+
+static PyObject *Graph_get_winograd(GraphObject *self, PyObject *noargs) {
+    return PyBool_FromLong(atomic_load(&self->winograd));
+}
+
+static PyObject *Graph_get_max_bytes(GraphObject *self, PyObject *noargs) {
+    return PyLong_FromSize_t(atomic_load(&self->max_bytes));
 }
 
 static PyObject *Graph_release(GraphObject *self, PyObject *noargs) {
@@ -1072,6 +1163,9 @@ static PyMethodDef Graph_methods[] = {
     {"set_max_bytes", (PyCFunction)Graph_set_max_bytes, METH_VARARGS, "cap on activation bytes (0 = none)"},
     {"release", (PyCFunction)Graph_release, METH_NOARGS, "free the cached activation arena"},
     {"set_winograd", (PyCFunction)Graph_set_winograd, METH_VARARGS, "set_winograd(on): eligible 3x3 convs by Winograd F(2x2,3x3) (default) or implicit GEMM"},
+    {"get_fusion", (PyCFunction)Graph_get_fusion, METH_NOARGS, "get_fusion() -> the set_fusion threshold (-1: never)"},
+    {"get_winograd", (PyCFunction)Graph_get_winograd, METH_NOARGS, "get_winograd() -> whether eligible 3x3 convs use Winograd"},
+    {"get_max_bytes", (PyCFunction)Graph_get_max_bytes, METH_NOARGS, "get_max_bytes() -> the activation cap (0: none)"},
     {"set_fusion", (PyCFunction)Graph_set_fusion, METH_VARARGS, "set_fusion(min_bytes): run expand/depthwise/project chains as one fused block when the expanded map has >= min_bytes per image; -1: never"},
     {NULL, NULL, 0, NULL},
 };
@@ -1112,6 +1206,7 @@ static PyMethodDef methods[] = {
     {"unfold", py_unfold, METH_VARARGS, NULL},
     {"fold", py_fold, METH_VARARGS, NULL},
     {"resize_bilinear", py_resize, METH_VARARGS, NULL},
+    {"resize_argmax", py_resize_argmax, METH_VARARGS, NULL},
     {"gap", py_gap, METH_VARARGS, NULL},
     {"nchw_to_nhwc", py_nchw_to_nhwc, METH_VARARGS, NULL},
     {"nhwc_to_nchw", py_nhwc_to_nchw, METH_VARARGS, NULL},
@@ -1131,7 +1226,11 @@ PyMODINIT_FUNC PyInit__C(void) {
     if (PyModule_AddObject(m, "Graph", (PyObject *)&GraphType) < 0) { Py_DECREF(&GraphType); Py_DECREF(m); return NULL; }
     atomic_store(&g_isa, (int)mv_detect_isa());
     pthread_atfork(NULL, NULL, mv_atfork_child);
-    atomic_store(&g_threads, max_threads_default());
+    {   /* OMP_NUM_THREADS (through libgomp), kept within what a call may use */
+        int n = max_threads_default();
+        atomic_store(&g_threads, n < 1 ? 1 : n > MV_MAX_THREADS ? MV_MAX_THREADS : n);
+    }
+    if (PyModule_AddIntConstant(m, "MAX_THREADS", MV_MAX_THREADS) < 0) { Py_DECREF(m); return NULL; }
     PyModule_AddIntConstant(m, "ISA_REF", MV_ISA_REF);
     PyModule_AddIntConstant(m, "ISA_AVX2", MV_ISA_AVX2);
     PyModule_AddIntConstant(m, "ISA_AVX512", MV_ISA_AVX512);

@@ -1,7 +1,7 @@
-"""MobileViT v1 models: parameters under timm's names, a graph of fused C
-nodes built from them, and the user-facing model object.
+"""MobileViT v1 / v2 / DeepLabv3 models: parameters under timm's names, a
+graph of fused C nodes built from them, and the user-facing model object.
 
-The network is described once, in :meth:`MobileViT._build_graph`, as a list
+The network is described once, in :class:`_Network`, as a list
 of coarse nodes (conv with folded BatchNorm + activation + residual,
 depthwise conv, LayerNorm, attention on patch-grouped pixels, resize, pool).
 The C core packs the weights once and plans activations per input shape.
@@ -9,8 +9,10 @@ The C core packs the weights once and plans activations per input shape.
 from __future__ import annotations
 
 import math
+import operator
 import os
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+import threading
+from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -24,6 +26,28 @@ OP_GROUPNORM1, OP_CONCAT, OP_SEP_ATTENTION, OP_CROP_PAD = 9, 10, 11, 12
 ACT_NONE, ACT_SILU, ACT_RELU = _C.ACT_NONE, _C.ACT_SILU, _C.ACT_RELU
 
 MIN_SIDE = 32
+MAX_THREADS = _C.MAX_THREADS
+
+
+def _threads_arg(num_threads) -> int:
+    """A per-call ``num_threads``: None = the module setting (0 for C), else
+    an int in 1..MAX_THREADS, the rule of :func:`mobilevit.set_num_threads`."""
+    if num_threads is None:
+        return 0
+    return check_num_threads(num_threads)
+
+
+def check_num_threads(n) -> int:
+    """``n`` as a thread count, or ValueError/TypeError naming the rule."""
+    if isinstance(n, bool):
+        raise TypeError(f"num_threads must be an int, got {n!r}")
+    try:
+        v = operator.index(n)
+    except TypeError:
+        raise TypeError(f"num_threads must be an int, got {type(n).__name__} {n!r}") from None
+    if not 1 <= v <= MAX_THREADS:
+        raise ValueError(f"num_threads must be between 1 and {MAX_THREADS}, got {v}")
+    return v
 
 
 def _physical_memory() -> int:
@@ -237,140 +261,27 @@ class _GraphBuilder:
         return self._add(OP_CONCAT, [a, b], 0)
 
 
-class MobileViT:
-    """MobileViT v1 classifier (XXS / XS / S) running on the C core.
+class _Network:
+    """The network described once: the C graph built from one parameter
+    dict, with the tensor ids of its stages and outputs.  Immutable once
+    built, so a forward pass that holds one sees one consistent network
+    while :meth:`MobileViT.load_state_dict` installs the next."""
 
-    Parameters live in ``self.params`` under timm's names (float32 numpy
-    arrays, BatchNorm unfolded); the C graph is rebuilt from them whenever
-    they change.  Inputs are float32 NCHW arrays of any H, W >= 32.
-    """
+    def __init__(self, cfg: MobileViTConfig, params: Mapping[str, np.ndarray], settings=(None, None, 0)):
+        self.cfg, self.params = cfg, params
+        self._build(settings)
 
-    def __init__(self, cfg: MobileViTConfig, params: Optional[Mapping[str, np.ndarray]] = None,
-                 seed: Optional[int] = 0, build: bool = True):
-        self.cfg = cfg
-        self.shapes = parameter_shapes(cfg)
-        self.class_names: Optional[List[str]] = None
-        self.pretrained_cfg: dict = {}
-        self.features_only = False
-        self.out_indices: Tuple[int, ...] = (0, 1, 2, 3, 4)
-        self._max_bytes = _DEFAULT_MAX_BYTES
-        self._graph = None
-        if params is None:
-            params = self._init_params(seed)
-        self.params: Dict[str, np.ndarray] = {}
-        self._set_params(params, build)
-
-    # ---- parameters ---------------------------------------------------------
-    def _init_params(self, seed) -> Dict[str, np.ndarray]:
-        """Random weights (He-like scale), BN at identity: a usable untrained
-        network, not a pretrained one."""
-        rng = np.random.default_rng(seed)
-        p = {}
-        for k, shp in self.shapes.items():
-            if k.endswith("running_var") or (k.endswith(".weight") and len(shp) == 1):
-                p[k] = np.ones(shp, np.float32)
-            elif k.endswith("running_mean") or k.endswith(".bias"):
-                p[k] = np.zeros(shp, np.float32)
-            else:
-                fan_in = int(np.prod(shp[1:]))
-                p[k] = (rng.standard_normal(shp) * math.sqrt(1.0 / fan_in)).astype(np.float32)
-        return p
-
-    def _set_params(self, params: Mapping[str, np.ndarray], build: bool = True):
-        self.params = {k: np.ascontiguousarray(params[k], dtype=np.float32) for k in self.shapes}
-        self._graph = None
-        if build:
-            self._build_graph()
-
-    def load_state_dict(self, state_dict: Mapping[str, object], strict: bool = True,
-                        scheme: Optional[str] = None) -> LoadResult:
-        """Load weights named by timm, HF transformers or ml-cvnets (detected
-        from the keys, or forced with ``scheme``).  Values may be numpy arrays
-        or torch tensors.  Strict by default: any missing, unexpected or
-        mis-shaped tensor raises :class:`StateDictError` and nothing changes.
-        With ``strict=False`` the matching tensors are loaded and the rest is
-        reported in the returned :class:`LoadResult`."""
-        if not isinstance(state_dict, Mapping):
-            raise TypeError(f"state_dict must be a mapping of name -> array, got {type(state_dict).__name__}")
-        renamed, scheme = to_timm(state_dict, scheme)
-        missing, mismatched, new = [], [], {}
-        for k, shp in self.shapes.items():
-            if k not in renamed:
-                missing.append(k)
-                continue
-            v = to_numpy(renamed[k])
-            if v.dtype.kind not in "fiu":
-                mismatched.append((k, shp, f"dtype {v.dtype}"))
-                continue
-            if tuple(v.shape) != shp:
-                # 1x1 convs stored as linear weights or vice versa are the same numbers
-                if int(np.prod(v.shape)) == int(np.prod(shp)) and len(shp) >= 2 and v.shape[0] == shp[0] and \
-                        all(s == 1 for s in (tuple(v.shape[2:]) + tuple(shp[2:]))):
-                    v = v.reshape(shp)
-                else:
-                    mismatched.append((k, shp, tuple(v.shape)))
-                    continue
-            new[k] = v
-        unexpected = [k for k in renamed if k not in self.shapes and not k.endswith("num_batches_tracked")]
-        if strict and (missing or mismatched or unexpected):
-            lines = [f"state dict ({scheme} names) does not fit {self.cfg.name} "
-                     f"(num_classes={self.cfg.num_classes}):"]
-            for k, e, f in mismatched[:20]:
-                lines.append(f"  shape mismatch {k}: expected {e}, found {f}")
-            if missing:
-                lines.append(f"  missing ({len(missing)}): {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")
-            if unexpected:
-                lines.append(f"  unexpected ({len(unexpected)}): {', '.join(unexpected[:10])}"
-                             f"{' ...' if len(unexpected) > 10 else ''}")
-            raise StateDictError("\n".join(lines), missing, unexpected, mismatched)
-        merged = dict(self.params)
-        merged.update(new)
-        self._set_params(merged)
-        return LoadResult(missing, unexpected, mismatched, scheme)
-
-    # ---- pickling: configuration + weights, no pointers; the graph is rebuilt lazily
-    def __getstate__(self):
-        return {"cfg": self.cfg, "params": self.params, "class_names": self.class_names,
-                "pretrained_cfg": self.pretrained_cfg, "features_only": self.features_only,
-                "out_indices": self.out_indices, "max_bytes": getattr(self, "_max_bytes", 0)}
-
-    def __setstate__(self, state):
-        self.cfg = state["cfg"]
-        self.shapes = parameter_shapes(self.cfg)
-        self.class_names = state["class_names"]
-        self.pretrained_cfg = state["pretrained_cfg"]
-        self.features_only = state["features_only"]
-        self.out_indices = tuple(state["out_indices"])
-        self._max_bytes = state.get("max_bytes", _DEFAULT_MAX_BYTES)
-        self._graph = None
-        self.params = {k: np.ascontiguousarray(state["params"][k], dtype=np.float32) for k in self.shapes}
-
-    def save(self, path: str) -> str:
-        """Write the weights as safetensors (timm names) with the
-        architecture and class names; reload with :func:`mobilevit.from_pretrained`."""
-        from .hub import save
-        return save(self, path)
-
-    def state_dict(self) -> Dict[str, np.ndarray]:
-        """Copies of all parameters and BN buffers, under timm's names."""
-        return {k: v.copy() for k, v in self.params.items()}
-
-    def num_parameters(self) -> int:
-        """Learnable parameters (BatchNorm running statistics excluded)."""
-        return int(sum(v.size for k, v in self.params.items() if not _is_buffer(k)))
-
-    # ---- graph ----------------------------------------------------------------
     def _folded(self, prefix: str, bias_prefix: Optional[str] = None):
         p = self.params
         return fold_batchnorm(p[f"{prefix}.conv.weight"], p[f"{prefix}.bn.running_mean"],
                               p[f"{prefix}.bn.running_var"], p[f"{prefix}.bn.weight"], p[f"{prefix}.bn.bias"],
                               self.cfg.bn_eps)
 
-    def _build_graph(self):
+    def _build(self, settings):
         cfg, p, g = self.cfg, self.params, _GraphBuilder()
         w, b = self._folded("stem")
         x = g.conv(0, w, b, 3, stride=2, act=ACT_SILU)
-        self._stage_ids = []
+        self.stage_ids = []
         cin = cfg.stem_channels
 
         def mv2(prefix, x, cin, cout, stride, dw_dil=1):
@@ -385,7 +296,7 @@ class MobileViT:
             for j, c in enumerate(outs):
                 x = mv2(f"stages.{si}.{j}", x, cin, c, 2 if (si == 1 and j == 0) else 1)
                 cin = c
-            self._stage_ids.append(x)
+            self.stage_ids.append(x)
         for bi, (blk, (stride, dw_dil, blk_dil)) in enumerate(zip(cfg.blocks, stage_dilations(cfg))):
             pre = f"stages.{bi + 2}.1"
             x = mv2(f"stages.{bi + 2}.0", x, cin, blk.channels, stride, dw_dil)
@@ -394,34 +305,39 @@ class MobileViT:
             else:
                 x = self._v2_block(g, pre, blk, x, blk_dil)
             cin = blk.channels
-            self._stage_ids.append(x)
-        self._final_id = x
-        self._logits_id = None
-        self._pool_id = x
-        self._feature_ids = list(self._stage_ids)
+            self.stage_ids.append(x)
+        self.final_id = x
+        self.logits_id = None
+        self.pool_id = x
+        self.feature_ids = list(self.stage_ids)
         if cfg.head == "none":
             if cfg.final_channels:       # timm's features_only ends with final_conv
                 wfc, bfc = self._folded("final_conv")
-                self._final_id = g.conv(x, wfc, bfc, 1, act=ACT_SILU)
-                self._feature_ids[4] = self._final_id
+                self.final_id = g.conv(x, wfc, bfc, 1, act=ACT_SILU)
+                self.feature_ids[4] = self.final_id
         elif cfg.head == "deeplabv3":
-            self._logits_id = self._deeplab_head(g, x, cin)
-            self._pool_id = self._logits_id
+            self.logits_id = self._deeplab_head(g, x, cin)
+            self.pool_id = self.logits_id
         else:
             if cfg.final_channels:
                 wfc, bfc = self._folded("final_conv")
                 x = g.conv(x, wfc, bfc, 1, act=ACT_SILU)
                 cin = cfg.final_channels
-            self._final_id = x
+            self.final_id = x
             x = g.gap(x, cin)
-            self._pool_id = x
+            self.pool_id = x
             if cfg.num_classes > 0:
-                self._logits_id = g.conv(x, p["head.fc.weight"], p["head.fc.bias"], 1)
-        self._graph = _C.Graph(cfg.in_channels, g.nodes)
-        self._num_nodes = len(g.nodes)
-        self._node_tags = g.tags
-        if getattr(self, "_max_bytes", 0):
-            self._graph.set_max_bytes(self._max_bytes)
+                self.logits_id = g.conv(x, p["head.fc.weight"], p["head.fc.bias"], 1)
+        self.graph = _C.Graph(cfg.in_channels, g.nodes)
+        self.num_nodes = len(g.nodes)
+        self.tags = tuple(g.tags)
+        fusion, winograd, max_bytes = settings
+        if fusion is not None:
+            self.graph.set_fusion(fusion)
+        if winograd is not None:
+            self.graph.set_winograd(winograd)
+        if max_bytes:
+            self.graph.set_max_bytes(max_bytes)
 
     def _transformer(self, g, pre, blk, t, norm, names, attention):
         """Pre-norm transformer layers + final norm on the pixel rows of t:
@@ -505,13 +421,198 @@ class MobileViT:
         g.tag = None
         return g.conv(y, p["seg_head.classifier.weight"], p["seg_head.classifier.bias"], 1)
 
+
+class _State(NamedTuple):
+    """What a call reads, swapped as one reference: the parameters and the
+    network built from them (None until first needed)."""
+    params: Dict[str, np.ndarray]
+    net: Optional[_Network]
+
+
+class MobileViT:
+    """A MobileViT network (v1 XXS / XS / S, MobileViTv2, DeepLabv3 on
+    either, or a features-only backbone) running on the C core.
+
+    Parameters live in ``self.params`` under timm's names (float32 numpy
+    arrays the model owns, BatchNorm unfolded); the C graph is rebuilt from
+    them whenever they change.  Inputs are float32 NCHW arrays of any
+    H, W >= :attr:`min_input_size`.
+
+    Thread safety: any number of threads may call the model while others
+    call ``load_state_dict``, ``set_memory_limit`` or a setter of the
+    graph: every call runs on one consistent state, the old or the new.
+    """
+
+    def __init__(self, cfg: MobileViTConfig, params: Optional[Mapping[str, np.ndarray]] = None,
+                 seed: Optional[int] = 0, build: bool = True):
+        self.cfg = cfg
+        self.shapes = parameter_shapes(cfg)
+        self.class_names: Optional[List[str]] = None
+        self.pretrained_cfg: dict = {}
+        self.features_only = False
+        self.out_indices: Tuple[int, ...] = (0, 1, 2, 3, 4)
+        self._max_bytes = _DEFAULT_MAX_BYTES
+        self._lock = threading.Lock()       # serialises building and swapping _state
+        self._state = _State({}, None)
+        if params is None:
+            params = self._init_params(seed)
+        self._set_params(params, build)
+
+    @property
+    def params(self) -> Dict[str, np.ndarray]:
+        """The parameters under timm's names (do not modify in place: use
+        :meth:`load_state_dict`)."""
+        return self._state.params
+
+    # ---- parameters ---------------------------------------------------------
+    def _init_params(self, seed) -> Dict[str, np.ndarray]:
+        """Random weights (He-like scale), BN at identity: a usable untrained
+        network, not a pretrained one."""
+        rng = np.random.default_rng(seed)
+        p = {}
+        for k, shp in self.shapes.items():
+            if k.endswith("running_var") or (k.endswith(".weight") and len(shp) == 1):
+                p[k] = np.ones(shp, np.float32)
+            elif k.endswith("running_mean") or k.endswith(".bias"):
+                p[k] = np.zeros(shp, np.float32)
+            else:
+                fan_in = int(np.prod(shp[1:]))
+                p[k] = (rng.standard_normal(shp) * math.sqrt(1.0 / fan_in)).astype(np.float32)
+        return p
+
+    def _set_params(self, params: Mapping[str, np.ndarray], build: bool = True):
+        # private copies: nothing the caller (or a file mapping) holds can change them later
+        new = {k: np.array(params[k], dtype=np.float32, order="C", copy=True) for k in self.shapes}
+        with self._lock:
+            self._state = _State(new, self._compile(new) if build else None)
+
+    def _settings(self):
+        """Graph settings a rebuilt network inherits from the current one."""
+        net = self._state.net
+        if net is None:
+            return (None, None, self._max_bytes)
+        return (net.graph.get_fusion(), net.graph.get_winograd(), self._max_bytes)
+
+    def _compile(self, params) -> _Network:
+        return _Network(self.cfg, params, self._settings())
+
+    def _ensure_net(self) -> _Network:
+        net = self._state.net
+        if net is not None:
+            return net
+        with self._lock:
+            st = self._state
+            if st.net is None:
+                st = _State(st.params, self._compile(st.params))
+                self._state = st
+            return st.net
+
+    def load_state_dict(self, state_dict: Mapping[str, object], strict: bool = True,
+                        scheme: Optional[str] = None) -> LoadResult:
+        """Load weights named by timm, HF transformers or ml-cvnets (detected
+        from the keys, or forced with ``scheme``).  Values may be numpy arrays
+        or torch tensors.  Strict by default: any missing, unexpected or
+        mis-shaped tensor raises :class:`StateDictError` and nothing changes.
+        With ``strict=False`` the matching tensors are loaded and the rest is
+        reported in the returned :class:`LoadResult`."""
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"state_dict must be a mapping of name -> array, got {type(state_dict).__name__}")
+        renamed, scheme = to_timm(state_dict, scheme)
+        missing, mismatched, new = [], [], {}
+        for k, shp in self.shapes.items():
+            if k not in renamed:
+                missing.append(k)
+                continue
+            v = to_numpy(renamed[k])
+            if v.dtype.kind not in "fiu":
+                mismatched.append((k, shp, f"dtype {v.dtype}"))
+                continue
+            if tuple(v.shape) != shp:
+                # 1x1 convs stored as linear weights or vice versa are the same numbers
+                if int(np.prod(v.shape)) == int(np.prod(shp)) and len(shp) >= 2 and v.shape[0] == shp[0] and \
+                        all(s == 1 for s in (tuple(v.shape[2:]) + tuple(shp[2:]))):
+                    v = v.reshape(shp)
+                else:
+                    mismatched.append((k, shp, tuple(v.shape)))
+                    continue
+            new[k] = v
+        unexpected = [k for k in renamed if k not in self.shapes and not k.endswith("num_batches_tracked")]
+        if strict and (missing or mismatched or unexpected):
+            lines = [f"state dict ({scheme} names) does not fit {self.cfg.name} "
+                     f"(num_classes={self.cfg.num_classes}):"]
+            for k, e, f in mismatched[:20]:
+                lines.append(f"  shape mismatch {k}: expected {e}, found {f}")
+            if missing:
+                lines.append(f"  missing ({len(missing)}): {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")
+            if unexpected:
+                lines.append(f"  unexpected ({len(unexpected)}): {', '.join(unexpected[:10])}"
+                             f"{' ...' if len(unexpected) > 10 else ''}")
+            raise StateDictError("\n".join(lines), missing, unexpected, mismatched)
+        merged = dict(self.params)
+        merged.update(new)
+        self._set_params(merged)     # builds the new network, then swaps it in
+        return LoadResult(missing, unexpected, mismatched, scheme)
+
+    # ---- pickling: configuration + weights, no pointers; the graph is rebuilt lazily
+    def __getstate__(self):
+        return {"cfg": self.cfg, "params": self.params, "class_names": self.class_names,
+                "pretrained_cfg": self.pretrained_cfg, "features_only": self.features_only,
+                "out_indices": self.out_indices, "max_bytes": getattr(self, "_max_bytes", 0)}
+
+    def __setstate__(self, state):
+        self.cfg = state["cfg"]
+        self.shapes = parameter_shapes(self.cfg)
+        self.class_names = state["class_names"]
+        self.pretrained_cfg = state["pretrained_cfg"]
+        self.features_only = state["features_only"]
+        self.out_indices = tuple(state["out_indices"])
+        self._max_bytes = state.get("max_bytes", _DEFAULT_MAX_BYTES)
+        self._lock = threading.Lock()
+        self._state = _State({}, None)
+        self._set_params(state["params"], build=False)
+
+    def save(self, path: str) -> str:
+        """Write the weights as safetensors (timm names) with the
+        architecture and class names; reload with :func:`mobilevit.from_pretrained`."""
+        from .hub import save
+        return save(self, path)
+
+    def state_dict(self) -> Dict[str, np.ndarray]:
+        """Copies of all parameters and BN buffers, under timm's names."""
+        return {k: v.copy() for k, v in self.params.items()}
+
+    def num_parameters(self) -> int:
+        """Learnable parameters (BatchNorm running statistics excluded)."""
+        return int(sum(v.size for k, v in self.params.items() if not _is_buffer(k)))
+
     def _ensure_graph(self):
-        if self._graph is None:
-            self._build_graph()
-        return self._graph
+        """The C graph of the current network (testing API: Graph.set_fusion,
+        set_winograd, node_modes, run)."""
+        return self._ensure_net().graph
+
+    @property
+    def _node_tags(self) -> Tuple[str, ...]:
+        """Op family of each graph node (testing API; profile() groups by it)."""
+        return self._ensure_net().tags
+
+    @property
+    def min_input_size(self) -> int:
+        """Smallest height and width this network takes.  32 (the network
+        downsamples by 32), except MobileViTv2 in HF's crop mode at output
+        stride 32: its last stage's map must hold a whole 2x2 patch, so 33."""
+        c = self.cfg
+        if c.version == 2 and c.odd_size == "crop":
+            return max(MIN_SIDE, min(32, c.output_stride) + 1)
+        return MIN_SIDE
+
+    def _min_size_rule(self) -> str:
+        if self.min_input_size > MIN_SIDE:
+            return (f"{self.cfg.name} with odd_size='crop' (HF) needs its last stage's map to hold a whole "
+                    f"2x2 patch")
+        return "the network downsamples by 32"
 
     # ---- running ----------------------------------------------------------------
-    def _check_input(self, x, check_finite: bool = True) -> np.ndarray:
+    def _check_input(self, x, net: _Network, check_finite: bool = True) -> np.ndarray:
         if hasattr(x, "detach") and hasattr(x, "cpu"):
             x = to_numpy(x)
         a = np.asarray(x)
@@ -523,53 +624,62 @@ class MobileViT:
             raise ValueError(f"expected a 4-D NCHW batch, got shape {a.shape}{hint}")
         if a.shape[1] != self.cfg.in_channels:
             raise ValueError(f"expected {self.cfg.in_channels} channels on axis 1 (NCHW), got shape {a.shape}")
-        if a.shape[2] < MIN_SIDE or a.shape[3] < MIN_SIDE:
-            raise ValueError(f"height and width must be at least {MIN_SIDE} (the network downsamples by 32), "
+        lo = self.min_input_size
+        if a.shape[2] < lo or a.shape[3] < lo:
+            raise ValueError(f"height and width must be at least {lo} ({self._min_size_rule()}), "
                              f"got {a.shape[2]}x{a.shape[3]}")
-        if self._max_bytes and a.shape[0] > 0:
+        if max(a.shape[0], a.shape[2], a.shape[3]) >= 2 ** 31:
+            raise ValueError(f"input shape {a.shape}: every dimension must be below 2**31")
+        cap = net.graph.get_max_bytes()
+        if cap and a.shape[0] > 0:
             # refuse before converting or allocating anything
-            need = self._ensure_graph().plan_bytes(int(a.shape[0]), int(a.shape[2]), int(a.shape[3]))
-            if need > self._max_bytes:
+            need = net.graph.plan_bytes(int(a.shape[0]), int(a.shape[2]), int(a.shape[3]))
+            if need > cap:
                 raise MemoryError(f"input of shape {a.shape} needs {need / 2 ** 20:.1f} MiB of activations, above "
-                                  f"the limit of {self._max_bytes / 2 ** 20:.1f} MiB (model.set_memory_limit)")
+                                  f"the limit of {cap / 2 ** 20:.1f} MiB (model.set_memory_limit)")
         a = np.ascontiguousarray(a, dtype=np.float32)
         if check_finite and a.size and not np.isfinite(a).all():
             raise ValueError("input contains NaN or Inf (pass check_finite=False to propagate them)")
         return a
 
-    def _run(self, x, ids, num_threads=None, check_finite=True):
-        a = self._check_input(x, check_finite)
-        return self._ensure_graph().run(a, tuple(ids), 0 if num_threads is None else int(num_threads))
+    def _run(self, x, which, num_threads=None, check_finite=True):
+        """Runs one consistent network (read once) for the outputs that
+        ``which(net)`` names."""
+        nth = _threads_arg(num_threads)
+        net = self._ensure_net()
+        a = self._check_input(x, net, check_finite)
+        return net.graph.run(a, tuple(which(net)), nth)
 
     def forward(self, x, num_threads: Optional[int] = None, check_finite: bool = True):
         """Logits [B, num_classes] for a float32 NCHW batch (pooled features
         [B, C] when the model has no classifier).  Segmentation models return
         logits [B, num_classes, H/os, W/os] (HF's ``logits``); models created
         with ``features_only=True`` return the selected stage maps."""
-        self._ensure_graph()
         if self.features_only:
-            feats = self._run(x, [self._feature_ids[i] for i in self.out_indices], num_threads, check_finite)
-            return feats
-        out_id = self._logits_id if self._logits_id is not None else self._pool_id
-        (y,) = self._run(x, [out_id], num_threads, check_finite)
+            out_indices = self.out_indices
+            return self._run(x, lambda net: [net.feature_ids[i] for i in out_indices], num_threads, check_finite)
+        (y,) = self._run(x, lambda net: [net.logits_id if net.logits_id is not None else net.pool_id],
+                         num_threads, check_finite)
         if self.cfg.head == "deeplabv3":
             return y
         return y.reshape(y.shape[0], y.shape[1])
 
-    def segment(self, image, preset=None, num_threads: Optional[int] = None) -> np.ndarray:
+    def segment(self, image, preset=None, num_threads: Optional[int] = None,
+                align_corners: bool = False) -> np.ndarray:
         """Label mask [H, W] (int64) at the image's own resolution for one
         image (path, PIL image or HWC array) or a preprocessed NCHW batch
-        ([B, H, W] masks).  Logits are bilinearly upsampled
-        (align_corners=False) to the input size before the argmax, as
-        transformers' ``post_process_semantic_segmentation`` does."""
+        ([B, H, W] masks).  Logits are bilinearly upsampled to the input size
+        before the argmax: ``align_corners=False`` as transformers'
+        ``post_process_semantic_segmentation``, ``True`` as ml-cvnets.  The
+        upsampling and argmax are one fused kernel, so memory is the mask
+        itself (8 bytes per pixel), never num_classes float maps."""
         if self.cfg.head != "deeplabv3":
             raise ValueError("segment() needs a segmentation model (head='deeplabv3')")
-        from .ops import interpolate_bilinear
+        from .ops import interpolate_bilinear_argmax
         arr = np.asarray(image) if isinstance(image, np.ndarray) else None
         if arr is not None and arr.ndim == 4:
             logits = self.forward(arr, num_threads)
-            up = interpolate_bilinear(logits, arr.shape[2:], align_corners=False)
-            return up.argmax(axis=1)
+            return interpolate_bilinear_argmax(logits, arr.shape[2:], align_corners, num_threads)
         from .imageio import load_image
         from .preprocess import Preprocess
         img = load_image(image)
@@ -580,8 +690,7 @@ class MobileViT:
             preset = Preprocess.from_name(preset)
         x = preset(img)[None]
         logits = self.forward(x, num_threads)
-        up = interpolate_bilinear(logits, (img.height, img.width), align_corners=False)
-        return up[0].argmax(axis=0)
+        return interpolate_bilinear_argmax(logits, (img.height, img.width), align_corners, num_threads)[0]
 
     __call__ = forward
 
@@ -590,31 +699,30 @@ class MobileViT:
         """Every stage's NCHW feature map: [layer1 .. layer5] (reductions 2,
         4, 8, 16, 32), the same tensors as HF's ``hidden_states`` and timm's
         ``features_only`` outputs."""
-        self._ensure_graph()
-        return self._run(x, self._stage_ids, num_threads, check_finite)
+        return self._run(x, lambda net: net.stage_ids, num_threads, check_finite)
 
     def forward_head_features(self, x, num_threads: Optional[int] = None) -> np.ndarray:
         """Output of the final 1x1 expansion conv (timm's ``forward_features``)."""
-        self._ensure_graph()
-        (y,) = self._run(x, [self._final_id], num_threads)
+        (y,) = self._run(x, lambda net: [net.final_id], num_threads)
         return y
 
     def profile(self, x, repeats: int = 10, num_threads: Optional[int] = None) -> Dict[str, float]:
         """Median seconds per op family over ``repeats`` forward passes (the
         nodes are timed between the workers' barriers).  Inverted residual
         blocks that the plan fuses for this input size are one family."""
-        a = self._check_input(x)
-        self._ensure_graph()
-        out_id = self._logits_id if self._logits_id is not None else self._pool_id
+        nth = _threads_arg(num_threads)
+        net = self._ensure_net()
+        a = self._check_input(x, net)
+        out_id = net.logits_id if net.logits_id is not None else net.pool_id
         runs = []
         for _ in range(max(1, repeats)):
             prof: list = []
-            self._ensure_graph().run(a, (out_id,), 0 if num_threads is None else int(num_threads), prof)
+            net.graph.run(a, (out_id,), nth, prof)
             runs.append(prof)
         med = np.median(np.array(runs), axis=0)
-        modes = self._graph.node_modes(*a.shape[:1], *a.shape[2:])
+        modes = net.graph.node_modes(*a.shape[:1], *a.shape[2:])
         fams: Dict[str, float] = {}
-        for tag, sec, mode in zip(self._node_tags, med, modes):
+        for tag, sec, mode in zip(net.tags, med, modes):
             if mode in (2, 3):          # inside a fused block: timed with its head
                 continue
             if mode == 1:
@@ -645,8 +753,11 @@ class MobileViT:
     def set_memory_limit(self, max_bytes: Optional[int]):
         """Refuse (MemoryError, before allocating) inputs whose activations
         would exceed ``max_bytes``; None removes the cap."""
-        self._max_bytes = int(max_bytes or 0)
-        self._ensure_graph().set_max_bytes(self._max_bytes)
+        with self._lock:
+            self._max_bytes = int(max_bytes or 0)
+            net = self._state.net
+            if net is not None:
+                net.graph.set_max_bytes(self._max_bytes)
 
     def __repr__(self):
         c = self.cfg

@@ -60,7 +60,11 @@ def _opt(x, name):
 
 
 def _nt(num_threads):
-    return 0 if num_threads is None else int(num_threads)
+    """None: the module setting; else validated like set_num_threads."""
+    if num_threads is None:
+        return 0
+    from .model import check_num_threads
+    return check_num_threads(num_threads)
 
 
 _ALGOS = {None: 0, "auto": 0, "direct": 1, "winograd": 2}
@@ -203,10 +207,27 @@ def fold(tokens, batch, height, width, patch_size=2, num_threads=None):
                          _nt(num_threads)))
 
 
+def _out_size(size, name="size"):
+    oh, ow = (size, size) if isinstance(size, (int, np.integer)) else size
+    oh, ow = int(oh), int(ow)
+    if not (1 <= oh < 2 ** 31 and 1 <= ow < 2 ** 31):
+        raise ValueError(f"{name} must be two ints in 1..2**31-1, got {(oh, ow)}")
+    return oh, ow
+
+
 def interpolate_bilinear(x, size, align_corners=False, num_threads=None):
     """F.interpolate(x, size=size, mode='bilinear', align_corners=...) on NCHW."""
-    oh, ow = (size, size) if isinstance(size, int) else size
-    return _nchw(_C.resize_bilinear(_nhwc(x), int(oh), int(ow), bool(align_corners), _nt(num_threads)))
+    oh, ow = _out_size(size)
+    return _nchw(_C.resize_bilinear(_nhwc(x), oh, ow, bool(align_corners), _nt(num_threads)))
+
+
+def interpolate_bilinear_argmax(x, size, align_corners=False, num_threads=None):
+    """``torch.argmax(F.interpolate(x, size, mode='bilinear', align_corners=...), dim=1)``
+    on NCHW logits, fused: int64 [B, OH, OW] labels without the float
+    [B, C, OH, OW] tensor (8 bytes per output pixel instead of 4 * C).  The
+    first maximum wins; a NaN counts as the maximum, as in torch."""
+    oh, ow = _out_size(size)
+    return _C.resize_argmax(_nhwc(x), oh, ow, bool(align_corners), _nt(num_threads))
 
 
 def global_avg_pool(x, num_threads=None):

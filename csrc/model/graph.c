@@ -165,8 +165,6 @@ static int readers(const mv_graph *g, int id) {
 
 mv_status mv_graph_finalize(mv_graph *g, char *err, size_t errlen) {
     (void)err; (void)errlen;
-    g->fuse_min_bytes = MV_FUSE_MIN_BYTES;
-    g->winograd = 1;
     for (int i = 0; i + 2 < g->nnodes; i++) {
         mv_node *e = &g->nodes[i], *d = &g->nodes[i + 1], *p = &g->nodes[i + 2];
         int res_ok = !p->ip[7] || (p->nin == 2 && p->in[1] == e->in[0]);
@@ -232,9 +230,16 @@ static int invres_rows(int OH, int OW) {
     return MV_MAX(1, MV_MIN(g, OH));
 }
 
+mv_plan_opts mv_plan_opts_default(void) {
+    mv_plan_opts o = {.fuse_min_bytes = MV_FUSE_MIN_BYTES, .winograd = 1};
+    return o;
+}
+
 mv_status mv_plan_init(mv_plan *p, const mv_graph *g, int B, int H, int W,
-                       int nth, int dry_run, char *err, size_t errlen) {
+                       int nth, const mv_plan_opts *opts, int dry_run,
+                       char *err, size_t errlen) {
     memset(p, 0, sizeof(*p));
+    p->opts = opts ? *opts : mv_plan_opts_default();
     int nt = g->nnodes + 1;
     mv_status st = MV_OK;
     int *last = NULL, nblk = 0;
@@ -348,7 +353,7 @@ mv_status mv_plan_init(mv_plan *p, const mv_graph *g, int B, int H, int W,
         if (!g->nodes[i].chain) continue;
         const mv_tensor_info *e = &t[i + 1];
         size_t bytes = (size_t)e->H * e->W * e->C * sizeof(float);
-        if (bytes < g->fuse_min_bytes) continue;
+        if (bytes < p->opts.fuse_min_bytes) continue;
         int rows = invres_rows(t[i + 3].H, t[i + 3].W);
         const mv_node *d = &g->nodes[i + 1];
         size_t s = mv_invres_scratch_floats(e->W, e->C, t[i + 3].W, rows, d->ip[0], d->ip[2]);
@@ -450,7 +455,7 @@ static void run_node(const mv_graph *g, const mv_plan *p, int i,
                                 o->H, o->W, n->cout, n->ip[0], n->ip[1], n->ip[2], n->ip[3], n->ip[4],
                                 n->w, n->bias, r ? A + r->offset : NULL, n->cout, Y, n->cout, n->ip[5], g->zero,
                                 scratch};
-            if (n->w2 && g->winograd) {
+            if (n->w2 && p->opts.winograd) {
                 a.Wp = n->w2;
                 kt->conv3x3_wino(&a, tid, nth);
             } else {

@@ -74,10 +74,21 @@ typedef struct {
     int in_channels;
     int max_cin;          /* for the zero row used by padded conv taps */
     float *zero;
+} mv_graph;
+
+/* How a plan runs the graph: algorithm and fusion choices, which never
+ * change results beyond a few ulp (Winograd) or at all (fusion).  A plan
+ * copies these when it is made, so a setting changed while other threads
+ * run only affects plans made afterwards: every run uses one consistent
+ * setting, the old or the new. */
+typedef struct {
     size_t fuse_min_bytes; /* fuse a chain when its expanded map has at least
                               this many bytes per image (SIZE_MAX: never) */
     int winograd;          /* run eligible 3x3 convs (w2 != NULL) by Winograd */
-} mv_graph;
+} mv_plan_opts;
+
+/* The defaults: fuse above MV_FUSE_MIN_BYTES, Winograd on. */
+mv_plan_opts mv_plan_opts_default(void);
 
 typedef struct {
     int B, H, W, C;
@@ -93,6 +104,7 @@ typedef enum { MV_MODE_ALONE = 0, MV_MODE_HEAD = 1, MV_MODE_INNER = 2, MV_MODE_T
 typedef struct {
     int B, H, W;          /* input shape this plan was made for */
     int nth;              /* worker count the scratch was sized for */
+    mv_plan_opts opts;    /* the choices this plan was made with */
     int ntensors;
     mv_tensor_info *t;
     size_t arena_floats;
@@ -120,10 +132,11 @@ mv_status mv_graph_finalize(mv_graph *g, char *err, size_t errlen);
 void mv_graph_free(mv_graph *g);
 int mv_graph_tensor_channels(const mv_graph *g, int id);
 
-/* Shapes + arena layout; allocates the arena unless dry_run.  Returns
- * MV_ERR_ARG with a message for shapes the graph cannot take. */
+/* Shapes + arena layout for `opts`; allocates the arena unless dry_run.
+ * Returns MV_ERR_ARG with a message for shapes the graph cannot take. */
 mv_status mv_plan_init(mv_plan *p, const mv_graph *g, int B, int H, int W,
-                       int nth, int dry_run, char *err, size_t errlen);
+                       int nth, const mv_plan_opts *opts, int dry_run,
+                       char *err, size_t errlen);
 void mv_plan_release(mv_plan *p);
 /* Whether tensor id exists in memory in this plan (tensors inside a fused
  * chain never do, so they cannot be requested as outputs). */

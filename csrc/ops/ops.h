@@ -257,6 +257,14 @@ void mv_fold_nhwc_f32__ref(const float *T, int B, int H, int W, int C, int ph,
 void mv_resize_bilinear_nhwc_f32__ref(const float *X, int B, int H, int W,
                                       int C, float *Y, int OH, int OW,
                                       int align_corners, int tid, int nth);
+/* The same resize fused with an argmax over channels: labels[B, OH, OW]
+ * (int64) = argmax_c of the resized Y, as torch.argmax(F.interpolate(...),
+ * dim=1): the first maximum wins and a NaN counts as the maximum (the first
+ * NaN).  Needs no float output, so a mask of a large image costs 8 bytes
+ * per pixel instead of 4 * C.  Parallel over output rows. */
+void mv_resize_bilinear_argmax_nhwc_f32__ref(const float *X, int B, int H, int W, int C,
+                                             int64_t *labels, int OH, int OW, int align_corners,
+                                             int tid, int nth);
 
 /* ---- global average pooling: Y[b, c] = mean over H*W ---------------------*/
 void mv_gap_nhwc_f32__ref(const float *X, int B, ptrdiff_t HW, int C,

@@ -47,6 +47,34 @@ void mv_resize_bilinear_nhwc_f32__ref(const float *X, int B, int H, int W,
     }
 }
 
+void mv_resize_bilinear_argmax_nhwc_f32__ref(const float *X, int B, int H, int W, int C,
+                                             int64_t *labels, int OH, int OW, int align_corners,
+                                             int tid, int nth) {
+    ptrdiff_t r0, r1;
+    mv_partition((ptrdiff_t)B * OH, tid, nth, &r0, &r1);
+    for (ptrdiff_t r = r0; r < r1; r++) {
+        int b = (int)(r / OH), oy = (int)(r % OH);
+        int y0, y1, x0, x1;
+        float ly, lx;
+        src_index(oy, H, OH, align_corners, &y0, &y1, &ly);
+        const float *row0 = X + ((ptrdiff_t)b * H + y0) * W * C;
+        const float *row1 = X + ((ptrdiff_t)b * H + y1) * W * C;
+        for (int ox = 0; ox < OW; ox++) {
+            src_index(ox, W, OW, align_corners, &x0, &x1, &lx);
+            int best = 0;
+            float bv = 0.0f;
+            for (int c = 0; c < C; c++) {
+                /* the same expression as mv_resize_bilinear_nhwc_f32__ref */
+                float top = (1.0f - lx) * row0[(ptrdiff_t)x0 * C + c] + lx * row0[(ptrdiff_t)x1 * C + c];
+                float bot = (1.0f - lx) * row1[(ptrdiff_t)x0 * C + c] + lx * row1[(ptrdiff_t)x1 * C + c];
+                float v = (1.0f - ly) * top + ly * bot;
+                if (c == 0 || v > bv || (v != v && bv == bv)) { best = c; bv = v; }
+            }
+            labels[r * OW + ox] = best;
+        }
+    }
+}
+
 void mv_crop_pad_nhwc_f32__ref(const float *X, int B, int H, int W, int C,
                                float *Y, int OH, int OW, int tid, int nth) {
     ptrdiff_t r0, r1;

@@ -931,13 +931,18 @@ static PyObject *Graph_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
 /* run(x[B,C,H,W], output_ids, num_threads=0) -> list of NCHW arrays */
 static PyObject *Graph_run(GraphObject *self, PyObject *args) {
     PyObject *xo, *ids_o;
-    int nth = 0;
+    long long nth_arg = 0;
     PyObject *prof = NULL;
     double *times = NULL;
     char err[256] = "";
-    if (!PyArg_ParseTuple(args, "OO|iO", &xo, &ids_o, &nth, &prof)) return NULL;
+    if (!PyArg_ParseTuple(args, "OO|LO", &xo, &ids_o, &nth_arg, &prof)) return NULL;
     if (!self->g) { PyErr_SetString(PyExc_RuntimeError, "Graph not initialised"); return NULL; }
-    if (check_threads_arg(nth) < 0) return NULL;
+    if (nth_arg < 0 || nth_arg > MV_MAX_THREADS) {
+        PyErr_Format(PyExc_ValueError, "num_threads must be between 1 and %d (0: the module setting), got %lld",
+                     MV_MAX_THREADS, nth_arg);
+        return NULL;
+    }
+    int nth = (int)nth_arg;
     /* one snapshot of the settings for the whole call */
     const mv_plan_opts opts = graph_opts(self);
     const size_t max_bytes = atomic_load(&self->max_bytes);

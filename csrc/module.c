@@ -9,6 +9,7 @@
 #include <numpy/arrayobject.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -843,8 +844,147 @@ static int int_tuple(PyObject *o, int *out, int n, const char *what) {
     return (int)len;
 }
 
-/* Graph(in_channels, nodes); node = (op, inputs, cout, iparams, fparams,
- * weight|None, bias|None, gamma|None) */
+/* ---- node descriptions -------------------------------------------------------
+ * A node arrives from Python as a dict of named fields: "op" (a name from
+ * _C.OPS), "inputs" (tensor ids), "cout", "weight" / "bias" / "gamma" (arrays
+ * or None) and the op's own parameters, whose names are the member names of
+ * its mv_<op>_params struct (graph.h), listed per op in _C.OP_FIELDS.  The
+ * tables below are the one place that maps a name to a struct member. */
+typedef struct { const char *name; size_t offset; char type; } node_field;   /* type: 'i' int, 'f' float */
+#define NF_I(u, f) {#f, offsetof(mv_node, p.u.f), 'i'}
+#define NF_F(u, f) {#f, offsetof(mv_node, p.u.f), 'f'}
+static const node_field conv_fields[] = {NF_I(conv, kh), NF_I(conv, kw), NF_I(conv, stride), NF_I(conv, pad),
+    NF_I(conv, dilation), NF_I(conv, act), NF_I(conv, concat), NF_I(conv, residual), {NULL, 0, 0}};
+static const node_field dwconv_fields[] = {NF_I(dwconv, stride), NF_I(dwconv, pad), NF_I(dwconv, dilation),
+    NF_I(dwconv, act), {NULL, 0, 0}};
+static const node_field norm_fields[] = {NF_F(norm, eps), {NULL, 0, 0}};
+static const node_field attention_fields[] = {NF_I(attention, heads), NF_I(attention, patch_h),
+    NF_I(attention, patch_w), NF_F(attention, scale), {NULL, 0, 0}};
+static const node_field sep_attention_fields[] = {NF_I(sep_attention, patch_h), NF_I(sep_attention, patch_w),
+    {NULL, 0, 0}};
+static const node_field resize_fields[] = {NF_I(resize, like), NF_I(resize, multiple_h), NF_I(resize, multiple_w),
+    NF_I(resize, align_corners), {NULL, 0, 0}};
+static const node_field crop_pad_fields[] = {NF_I(crop_pad, like), NF_I(crop_pad, multiple_h),
+    NF_I(crop_pad, multiple_w), {NULL, 0, 0}};
+static const node_field act_fields[] = {NF_I(act, act), {NULL, 0, 0}};
+static const node_field no_fields[] = {{NULL, 0, 0}};
+#undef NF_I
+#undef NF_F
+
+static const struct { mv_op op; const char *name; const node_field *fields; } node_kinds[] = {
+    {MV_OP_CONV, "conv", conv_fields},
+    {MV_OP_DWCONV, "dwconv", dwconv_fields},
+    {MV_OP_LAYERNORM, "layernorm", norm_fields},
+    {MV_OP_ATTENTION, "attention", attention_fields},
+    {MV_OP_RESIZE, "resize", resize_fields},
+    {MV_OP_GAP, "global_avg_pool", no_fields},
+    {MV_OP_ADD, "add", no_fields},
+    {MV_OP_ACT, "act", act_fields},
+    {MV_OP_GROUPNORM1, "groupnorm1", norm_fields},
+    {MV_OP_CONCAT, "concat", no_fields},
+    {MV_OP_SEP_ATTENTION, "sep_attention", sep_attention_fields},
+    {MV_OP_CROP_PAD, "crop_pad", crop_pad_fields},
+};
+#define N_NODE_KINDS ((int)(sizeof(node_kinds) / sizeof(node_kinds[0])))
+static const char *const node_common_keys[] = {"op", "inputs", "cout", "weight", "bias", "gamma", NULL};
+
+static int is_common_key(const char *k) {
+    for (int i = 0; node_common_keys[i]; i++) if (!strcmp(k, node_common_keys[i])) return 1;
+    return 0;
+}
+
+/* Reads node dict `d` (number i) into spec; 0 or -1 with an exception set.
+ * *wo, *bo, *go are borrowed (Py_None when absent). */
+static int parse_node(PyObject *d, Py_ssize_t i, mv_node *spec, PyObject **wo, PyObject **bo, PyObject **go) {
+    if (!PyDict_Check(d)) { PyErr_Format(PyExc_TypeError, "Graph: node %zd must be a dict of named fields", i); return -1; }
+    PyObject *op = PyDict_GetItemString(d, "op");
+    if (!op || !PyUnicode_Check(op)) { PyErr_Format(PyExc_ValueError, "Graph: node %zd needs an 'op' name (see _C.OPS)", i); return -1; }
+    const char *opname = PyUnicode_AsUTF8(op);
+    if (!opname) return -1;
+    int kind = -1;
+    for (int k = 0; k < N_NODE_KINDS; k++) if (!strcmp(opname, node_kinds[k].name)) kind = k;
+    if (kind < 0) { PyErr_Format(PyExc_ValueError, "Graph: node %zd has unknown op '%s'", i, opname); return -1; }
+    const node_field *fields = node_kinds[kind].fields;
+    spec->op = node_kinds[kind].op;
+    /* every key must be a common one or a field of this op (a typo is an error, not a zero) */
+    PyObject *key, *val;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(d, &pos, &key, &val)) {
+        const char *k = PyUnicode_Check(key) ? PyUnicode_AsUTF8(key) : NULL;
+        if (!k) { if (!PyErr_Occurred()) PyErr_Format(PyExc_TypeError, "Graph: node %zd has a non-string key", i); return -1; }
+        int known = is_common_key(k);
+        for (const node_field *f = fields; !known && f->name; f++) known = !strcmp(k, f->name);
+        if (!known) { PyErr_Format(PyExc_ValueError, "Graph: node %zd (%s) has no field '%s'", i, opname, k); return -1; }
+    }
+    for (const node_field *f = fields; f->name; f++) {
+        PyObject *v = PyDict_GetItemString(d, f->name);
+        if (!v) { PyErr_Format(PyExc_ValueError, "Graph: node %zd (%s) needs field '%s'", i, opname, f->name); return -1; }
+        char *dst = (char *)spec + f->offset;
+        if (f->type == 'f') {
+            double x = PyFloat_AsDouble(v);
+            if (x == -1.0 && PyErr_Occurred()) return -1;
+            *(float *)dst = (float)x;
+        } else {
+            long x = PyLong_AsLong(v);
+            if (x == -1 && PyErr_Occurred()) return -1;
+            if (x < -1000000000L || x > 1000000000L) {
+                PyErr_Format(PyExc_ValueError, "Graph: node %zd (%s) field '%s' out of range", i, opname, f->name);
+                return -1;
+            }
+            *(int *)dst = (int)x;
+        }
+    }
+    PyObject *ins = PyDict_GetItemString(d, "inputs"), *cout = PyDict_GetItemString(d, "cout");
+    if (!ins) { PyErr_Format(PyExc_ValueError, "Graph: node %zd (%s) needs 'inputs'", i, opname); return -1; }
+    int nin = int_tuple(ins, spec->in, MV_MAX_IN, "node inputs");
+    if (nin < 0) return -1;
+    spec->nin = nin;
+    spec->cout = 0;
+    if (cout) {
+        long c = PyLong_AsLong(cout);
+        if (c == -1 && PyErr_Occurred()) return -1;
+        if (c < 0 || c > 1000000) { PyErr_Format(PyExc_ValueError, "Graph: node %zd (%s): cout %ld out of range", i, opname, c); return -1; }
+        spec->cout = (int)c;
+    }
+    *wo = PyDict_GetItemString(d, "weight");
+    *bo = PyDict_GetItemString(d, "bias");
+    *go = PyDict_GetItemString(d, "gamma");
+    if (!*wo) *wo = Py_None;
+    if (!*bo) *bo = Py_None;
+    if (!*go) *go = Py_None;
+    return 0;
+}
+
+/* _C.OPS {name: code} and _C.OP_FIELDS {name: (field, ...)} for Python. */
+static int add_node_tables(PyObject *m) {
+    PyObject *ops = PyDict_New(), *fields = PyDict_New();
+    if (!ops || !fields) goto fail;
+    for (int k = 0; k < N_NODE_KINDS; k++) {
+        PyObject *code = PyLong_FromLong(node_kinds[k].op);
+        int n = 0;
+        while (node_kinds[k].fields[n].name) n++;
+        PyObject *names = PyTuple_New(n);
+        if (!code || !names) { Py_XDECREF(code); Py_XDECREF(names); goto fail; }
+        for (int j = 0; j < n; j++) {
+            PyObject *s = PyUnicode_FromString(node_kinds[k].fields[j].name);
+            if (!s) { Py_DECREF(code); Py_DECREF(names); goto fail; }
+            PyTuple_SET_ITEM(names, j, s);
+        }
+        int bad = PyDict_SetItemString(ops, node_kinds[k].name, code) < 0 ||
+                  PyDict_SetItemString(fields, node_kinds[k].name, names) < 0;
+        Py_DECREF(code); Py_DECREF(names);
+        if (bad) goto fail;
+    }
+    if (PyModule_AddObject(m, "OPS", ops) < 0) goto fail;
+    ops = NULL;
+    if (PyModule_AddObject(m, "OP_FIELDS", fields) < 0) goto fail;
+    return 0;
+fail:
+    Py_XDECREF(ops); Py_XDECREF(fields);
+    return -1;
+}
+
+/* Graph(in_channels, nodes): nodes is a list of node dicts (see parse_node). */
 static int Graph_init(GraphObject *self, PyObject *args, PyObject *kw) {
     int in_ch;
     PyObject *nodes;
@@ -856,33 +996,23 @@ static int Graph_init(GraphObject *self, PyObject *args, PyObject *kw) {
     self->g = mv_graph_new((int)nn, in_ch);
     if (!self->g) { PyErr_NoMemory(); return -1; }
     for (Py_ssize_t i = 0; i < nn; i++) {
-        PyObject *t = PyList_GET_ITEM(nodes, i), *ins, *ips, *fps, *wo, *bo, *go;
+        PyObject *wo, *bo, *go;
         mv_node spec;
         memset(&spec, 0, sizeof(spec));
-        if (!PyTuple_Check(t) || !PyArg_ParseTuple(t, "iOiOOOOO", &spec.op, &ins, &spec.cout, &ips, &fps, &wo, &bo, &go)) {
-            if (!PyErr_Occurred()) PyErr_Format(PyExc_TypeError, "Graph: node %zd must be a tuple", i);
-            return -1;
-        }
-        int nin = int_tuple(ins, spec.in, MV_MAX_IN, "node inputs");
-        if (nin < 0 || int_tuple(ips, spec.ip, 8, "node int params") < 0) return -1;
-        spec.nin = nin;
-        PyObject *fseq = PySequence_Fast(fps, "node float params");
-        if (!fseq) return -1;
-        for (Py_ssize_t k = 0; k < PySequence_Fast_GET_SIZE(fseq) && k < 2; k++)
-            spec.fp[k] = (float)PyFloat_AsDouble(PySequence_Fast_GET_ITEM(fseq, k));
-        Py_DECREF(fseq);
-        if (PyErr_Occurred()) return -1;
+        if (parse_node(PyList_GET_ITEM(nodes, i), i, &spec, &wo, &bo, &go) < 0) return -1;
+        int nin = spec.nin;
         for (int k = 0; k < nin; k++)
             if (spec.in[k] < 0 || spec.in[k] > i) { PyErr_Format(PyExc_ValueError, "Graph: node %zd reads tensor %d, not yet computed", i, spec.in[k]); return -1; }
         /* expected parameter sizes */
         size_t wn = 0, cn = 0;
         int c0 = nin > 0 ? mv_graph_tensor_channels(self->g, spec.in[0]) : 0;
         if (spec.op == MV_OP_CONV) {
-            int cin = c0 + (spec.ip[6] && nin > 1 ? mv_graph_tensor_channels(self->g, spec.in[1]) : 0);
-            if (spec.cout < 1 || spec.ip[0] < 1 || spec.ip[1] < 1 || spec.ip[0] > 64 || spec.ip[1] > 64) {
+            const mv_conv_params *c = &spec.p.conv;
+            int cin = c0 + (c->concat && nin > 1 ? mv_graph_tensor_channels(self->g, spec.in[1]) : 0);
+            if (spec.cout < 1 || c->kh < 1 || c->kw < 1 || c->kh > 64 || c->kw > 64) {
                 PyErr_Format(PyExc_ValueError, "Graph: node %zd has a bad conv shape", i); return -1;
             }
-            wn = (size_t)spec.cout * cin * spec.ip[0] * spec.ip[1];
+            wn = (size_t)spec.cout * cin * c->kh * c->kw;
             cn = (size_t)spec.cout;
         } else if (spec.op == MV_OP_DWCONV) {
             wn = (size_t)9 * c0; cn = (size_t)c0;
@@ -1236,6 +1366,14 @@ PyMODINIT_FUNC PyInit__C(void) {
         atomic_store(&g_threads, n < 1 ? 1 : n > MV_MAX_THREADS ? MV_MAX_THREADS : n);
     }
     if (PyModule_AddIntConstant(m, "MAX_THREADS", MV_MAX_THREADS) < 0) { Py_DECREF(m); return NULL; }
+    if (add_node_tables(m) < 0 ||
+        PyModule_AddIntConstant(m, "MODE_ALONE", MV_MODE_ALONE) < 0 ||
+        PyModule_AddIntConstant(m, "MODE_FUSED_HEAD", MV_MODE_HEAD) < 0 ||
+        PyModule_AddIntConstant(m, "MODE_FUSED_INNER", MV_MODE_INNER) < 0 ||
+        PyModule_AddIntConstant(m, "MODE_FUSED_TAIL", MV_MODE_TAIL) < 0 ||
+        PyModule_AddObject(m, "FUSE_MIN_BYTES", PyLong_FromSize_t(MV_FUSE_MIN_BYTES)) < 0) {
+        Py_DECREF(m); return NULL;
+    }
     PyModule_AddIntConstant(m, "ISA_REF", MV_ISA_REF);
     PyModule_AddIntConstant(m, "ISA_AVX2", MV_ISA_AVX2);
     PyModule_AddIntConstant(m, "ISA_AVX512", MV_ISA_AVX512);

@@ -21,8 +21,6 @@ from .config import MobileViTConfig, get_config, make_divisible
 from .keymap import to_numpy, to_timm
 from .ops import fold_batchnorm
 
-OP_CONV, OP_DWCONV, OP_LAYERNORM, OP_ATTENTION, OP_RESIZE, OP_GAP = 1, 2, 3, 4, 5, 6
-OP_GROUPNORM1, OP_CONCAT, OP_SEP_ATTENTION, OP_CROP_PAD = 9, 10, 11, 12
 ACT_NONE, ACT_SILU, ACT_RELU = _C.ACT_NONE, _C.ACT_SILU, _C.ACT_RELU
 
 MIN_SIDE = 32
@@ -202,63 +200,69 @@ def _is_buffer(name: str) -> bool:
 
 
 class _GraphBuilder:
-    """Collects graph nodes; tensor 0 is the input, node i makes tensor i+1."""
+    """Collects graph nodes as named fields (the C node tables: ``_C.OPS``,
+    ``_C.OP_FIELDS``); tensor 0 is the input, node i makes tensor i+1."""
+
+    FAMILIES = {"conv": "conv", "dwconv": "depthwise 3x3", "layernorm": "layernorm", "attention": "attention",
+                "resize": "resize", "global_avg_pool": "pool", "groupnorm1": "groupnorm", "concat": "concat",
+                "sep_attention": "separable attention", "crop_pad": "crop/pad"}
 
     def __init__(self):
-        self.nodes: list = []
+        self.nodes: List[dict] = []
         self.tags: List[str] = []     # op family of each node, for profiles
         self.tag: Optional[str] = None
 
-    def _add(self, op, inputs, cout, ip=(), fp=(), w=None, b=None, g=None) -> int:
-        ip = tuple(ip) + (0,) * (8 - len(ip))
-        self.nodes.append((op, tuple(inputs), int(cout), ip, tuple(fp), w, b, g))
-        names = {OP_CONV: "conv", OP_DWCONV: "depthwise 3x3", OP_LAYERNORM: "layernorm", OP_ATTENTION: "attention",
-                 OP_RESIZE: "resize", OP_GAP: "pool", OP_GROUPNORM1: "groupnorm", OP_CONCAT: "concat",
-                 OP_SEP_ATTENTION: "separable attention", OP_CROP_PAD: "crop/pad"}
-        fam = names.get(op, str(op))
-        if op == OP_CONV:
-            fam = f"conv {ip[0]}x{ip[1]}" + (" (fusion, 2 inputs)" if ip[6] else "")
+    def _add(self, op: str, inputs, cout: int = 0, weight=None, bias=None, gamma=None, **params) -> int:
+        assert set(params) == set(_C.OP_FIELDS[op]), (op, sorted(params))
+        self.nodes.append(dict(op=op, inputs=tuple(inputs), cout=int(cout), weight=weight, bias=bias, gamma=gamma,
+                               **params))
+        fam = self.FAMILIES.get(op, op)
+        if op == "conv":
+            fam = f"conv {params['kh']}x{params['kw']}" + (" (fusion, 2 inputs)" if params["concat"] else "")
         self.tags.append(self.tag or fam)
         return len(self.nodes)
 
     def conv(self, x, w, b, k, stride=1, act=ACT_NONE, x2=None, residual=None, dil=1):
         pad = (k - 1) // 2 * dil
         ins = [x] + ([x2] if x2 is not None else []) + ([residual] if residual is not None else [])
-        return self._add(OP_CONV, ins, w.shape[0], (k, k, stride, pad, dil, act, int(x2 is not None),
-                                                     int(residual is not None)), (), w, b)
+        return self._add("conv", ins, w.shape[0], w, b, kh=k, kw=k, stride=stride, pad=pad, dilation=dil, act=act,
+                         concat=int(x2 is not None), residual=int(residual is not None))
 
     def dwconv(self, x, w, b, stride=1, act=ACT_NONE, dil=1):
-        return self._add(OP_DWCONV, [x], w.shape[0], (stride, dil, dil, act), (), w, b)
+        return self._add("dwconv", [x], w.shape[0], w, b, stride=stride, pad=dil, dilation=dil, act=act)
 
     def layernorm(self, x, g, b, eps):
-        return self._add(OP_LAYERNORM, [x], g.shape[0], (), (eps,), None, b, g)
+        return self._add("layernorm", [x], g.shape[0], bias=b, gamma=g, eps=eps)
 
     def attention(self, qkv, d, heads, patch):
-        return self._add(OP_ATTENTION, [qkv], d, (heads, patch, patch), ((d // heads) ** -0.5,))
+        return self._add("attention", [qkv], d, heads=heads, patch_h=patch, patch_w=patch,
+                         scale=(d // heads) ** -0.5)
 
     def resize_to_multiple(self, x, c, multiple, align_corners=False):
-        return self._add(OP_RESIZE, [x], c, (0, multiple, multiple, int(align_corners)))
+        return self._add("resize", [x], c, like=0, multiple_h=multiple, multiple_w=multiple,
+                         align_corners=int(align_corners))
 
     def resize_like(self, x, like, c, align_corners=False):
-        return self._add(OP_RESIZE, [x, like], c, (1, 1, 1, int(align_corners)))
+        return self._add("resize", [x, like], c, like=1, multiple_h=1, multiple_w=1,
+                         align_corners=int(align_corners))
 
     def gap(self, x, c):
-        return self._add(OP_GAP, [x], c)
+        return self._add("global_avg_pool", [x], c)
 
     def groupnorm(self, x, g, b, eps):
-        return self._add(OP_GROUPNORM1, [x], g.shape[0], (), (eps,), None, b, g)
+        return self._add("groupnorm1", [x], g.shape[0], bias=b, gamma=g, eps=eps)
 
     def sep_attention(self, qkv, d, patch):
-        return self._add(OP_SEP_ATTENTION, [qkv], d, (patch, patch))
+        return self._add("sep_attention", [qkv], d, patch_h=patch, patch_w=patch)
 
     def crop_to_multiple(self, x, c, multiple):
-        return self._add(OP_CROP_PAD, [x], c, (0, multiple, multiple))
+        return self._add("crop_pad", [x], c, like=0, multiple_h=multiple, multiple_w=multiple)
 
     def pad_like(self, x, like, c):
-        return self._add(OP_CROP_PAD, [x, like], c, (1, 1, 1))
+        return self._add("crop_pad", [x, like], c, like=1, multiple_h=1, multiple_w=1)
 
     def concat(self, a, b):
-        return self._add(OP_CONCAT, [a, b], 0)
+        return self._add("concat", [a, b])
 
 
 class _Network:
@@ -723,9 +727,9 @@ class MobileViT:
         modes = net.graph.node_modes(*a.shape[:1], *a.shape[2:])
         fams: Dict[str, float] = {}
         for tag, sec, mode in zip(net.tags, med, modes):
-            if mode in (2, 3):          # inside a fused block: timed with its head
+            if mode in (_C.MODE_FUSED_INNER, _C.MODE_FUSED_TAIL):   # inside a fused block: timed with its head
                 continue
-            if mode == 1:
+            if mode == _C.MODE_FUSED_HEAD:
                 tag = "inverted residual (fused 1x1 + dw 3x3 + 1x1)"
             fams[tag] = fams.get(tag, 0.0) + float(sec)
         return dict(sorted(fams.items(), key=lambda kv: -kv[1]))

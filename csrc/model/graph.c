@@ -66,10 +66,11 @@ mv_status mv_graph_set_node(mv_graph *g, int index, const mv_node *spec,
     }
     switch (n.op) {
     case MV_OP_CONV: {
-        int kh = n.ip[0], kw = n.ip[1], stride = n.ip[2], pad = n.ip[3], dil = n.ip[4];
-        int has_x2 = n.ip[6], has_res = n.ip[7];
-        if (kh < 1 || kw < 1 || stride < 1 || pad < 0 || dil < 1 || n.cout < 1 ||
-            stride > 65536 || pad > 65536 || dil > 65536 ||
+        const mv_conv_params *c = &n.p.conv;
+        int kh = c->kh, kw = c->kw, stride = c->stride, pad = c->pad, dil = c->dilation;
+        int has_x2 = c->concat != 0, has_res = c->residual != 0;
+        if (kh < 1 || kw < 1 || kh > 64 || kw > 64 || stride < 1 || pad < 0 || dil < 1 || n.cout < 1 ||
+            stride > 65536 || pad > 65536 || dil > 65536 || c->act < 0 || c->act > MV_ACT_RELU ||
             n.nin != 1 + has_x2 + has_res) { ERR("node %d: bad conv parameters", index); return MV_ERR_ARG; }
         int Cin = cin[0] + (has_x2 ? cin[1] : 0);
         if (has_res && cin[n.nin - 1] != n.cout) {
@@ -90,9 +91,11 @@ mv_status mv_graph_set_node(mv_graph *g, int index, const mv_node *spec,
         if (Cin > g->max_cin) g->max_cin = Cin;
         break;
     }
-    case MV_OP_DWCONV:
+    case MV_OP_DWCONV: {
+        const mv_dwconv_params *d = &n.p.dwconv;
         n.cout = cin[0];
-        if (n.ip[0] < 1 || n.ip[1] < 0 || n.ip[2] < 1 || n.ip[0] > 65536 || n.ip[1] > 65536 || n.ip[2] > 65536) {
+        if (d->stride < 1 || d->pad < 0 || d->dilation < 1 || d->stride > 65536 || d->pad > 65536 ||
+            d->dilation > 65536 || d->act < 0 || d->act > MV_ACT_RELU) {
             ERR("node %d: bad dwconv parameters", index); return MV_ERR_ARG;
         }
         n.w = mv_aligned_alloc((size_t)9 * n.cout * sizeof(float));
@@ -100,6 +103,7 @@ mv_status mv_graph_set_node(mv_graph *g, int index, const mv_node *spec,
         mv_pack_dwconv2d_weights(w, n.cout, n.w);
         if (bias && !(n.bias = dup_floats(bias, (size_t)n.cout))) return MV_ERR_NOMEM;
         break;
+    }
     case MV_OP_LAYERNORM:
     case MV_OP_GROUPNORM1:
         n.cout = cin[0];
@@ -107,14 +111,15 @@ mv_status mv_graph_set_node(mv_graph *g, int index, const mv_node *spec,
             return MV_ERR_NOMEM;
         break;
     case MV_OP_ATTENTION:
-        if (cin[0] % 3 || n.ip[0] < 1 || (cin[0] / 3) % n.ip[0] || n.ip[1] < 1 || n.ip[2] < 1) {
+        if (cin[0] % 3 || n.p.attention.heads < 1 || (cin[0] / 3) % n.p.attention.heads ||
+            n.p.attention.patch_h < 1 || n.p.attention.patch_w < 1) {
             ERR("node %d: attention input has %d channels, not 3 x heads x head_dim", index, cin[0]);
             return MV_ERR_ARG;
         }
         n.cout = cin[0] / 3;
         break;
     case MV_OP_SEP_ATTENTION:
-        if (cin[0] < 3 || (cin[0] - 1) % 2 || n.ip[0] < 1 || n.ip[1] < 1) {
+        if (cin[0] < 3 || (cin[0] - 1) % 2 || n.p.sep_attention.patch_h < 1 || n.p.sep_attention.patch_w < 1) {
             ERR("node %d: separable attention input has %d channels, not 1 + 2 x dim", index, cin[0]);
             return MV_ERR_ARG;
         }
@@ -122,16 +127,23 @@ mv_status mv_graph_set_node(mv_graph *g, int index, const mv_node *spec,
         break;
     case MV_OP_CROP_PAD:
         n.cout = cin[0];
-        if ((n.ip[0] == 0 && (n.nin != 1 || n.ip[1] < 1 || n.ip[2] < 1)) || (n.ip[0] == 1 && n.nin != 2) ||
-            n.ip[0] < 0 || n.ip[0] > 1) { ERR("node %d: bad crop/pad parameters", index); return MV_ERR_ARG; }
+        if ((!n.p.crop_pad.like && (n.nin != 1 || n.p.crop_pad.multiple_h < 1 || n.p.crop_pad.multiple_w < 1)) ||
+            (n.p.crop_pad.like == 1 && n.nin != 2) || n.p.crop_pad.like < 0 || n.p.crop_pad.like > 1) {
+            ERR("node %d: bad crop/pad parameters", index); return MV_ERR_ARG;
+        }
         break;
     case MV_OP_RESIZE:
         n.cout = cin[0];
-        if ((n.ip[0] == 0 && (n.nin != 1 || n.ip[1] < 1 || n.ip[2] < 1)) || (n.ip[0] == 1 && n.nin != 2) ||
-            n.ip[0] < 0 || n.ip[0] > 1) { ERR("node %d: bad resize parameters", index); return MV_ERR_ARG; }
+        if ((!n.p.resize.like && (n.nin != 1 || n.p.resize.multiple_h < 1 || n.p.resize.multiple_w < 1)) ||
+            (n.p.resize.like == 1 && n.nin != 2) || n.p.resize.like < 0 || n.p.resize.like > 1) {
+            ERR("node %d: bad resize parameters", index); return MV_ERR_ARG;
+        }
+        break;
+    case MV_OP_ACT:
+        if (n.p.act.act < 0 || n.p.act.act > MV_ACT_RELU) { ERR("node %d: unknown activation %d", index, n.p.act.act); return MV_ERR_ARG; }
+        n.cout = cin[0];
         break;
     case MV_OP_GAP:
-    case MV_OP_ACT:
         n.cout = cin[0];
         break;
     case MV_OP_ADD:
@@ -151,8 +163,8 @@ mv_status mv_graph_set_node(mv_graph *g, int index, const mv_node *spec,
 }
 
 static int is_pointwise(const mv_node *n) {
-    return n->op == MV_OP_CONV && n->ip[0] == 1 && n->ip[1] == 1 && n->ip[2] == 1 && n->ip[3] == 0 &&
-           !n->ip[6];
+    const mv_conv_params *c = &n->p.conv;
+    return n->op == MV_OP_CONV && c->kh == 1 && c->kw == 1 && c->stride == 1 && c->pad == 0 && !c->concat;
 }
 
 /* How many node inputs read tensor id. */
@@ -167,10 +179,10 @@ mv_status mv_graph_finalize(mv_graph *g, char *err, size_t errlen) {
     (void)err; (void)errlen;
     for (int i = 0; i + 2 < g->nnodes; i++) {
         mv_node *e = &g->nodes[i], *d = &g->nodes[i + 1], *p = &g->nodes[i + 2];
-        int res_ok = !p->ip[7] || (p->nin == 2 && p->in[1] == e->in[0]);
-        e->chain = is_pointwise(e) && !e->ip[7] && e->nin == 1 &&
+        int res_ok = !p->p.conv.residual || (p->nin == 2 && p->in[1] == e->in[0]);
+        e->chain = is_pointwise(e) && !e->p.conv.residual && e->nin == 1 &&
                    d->op == MV_OP_DWCONV && d->in[0] == i + 1 &&
-                   is_pointwise(p) && p->in[0] == i + 2 && p->ip[5] == MV_ACT_NONE && res_ok &&
+                   is_pointwise(p) && p->in[0] == i + 2 && p->p.conv.act == MV_ACT_NONE && res_ok &&
                    readers(g, i + 1) == 1 && readers(g, i + 2) == 1;
     }
     g->zero = mv_aligned_alloc((size_t)(g->max_cin + 16) * sizeof(float));
@@ -263,8 +275,11 @@ mv_status mv_plan_init(mv_plan *p, const mv_graph *g, int B, int H, int W,
         case MV_OP_CONV:
         case MV_OP_DWCONV: {
             int dw = n->op == MV_OP_DWCONV;
-            int kh = dw ? 3 : n->ip[0], kw = dw ? 3 : n->ip[1];
-            int s = dw ? n->ip[0] : n->ip[2], pad = dw ? n->ip[1] : n->ip[3], dil = dw ? n->ip[2] : n->ip[4];
+            const mv_conv_params *c = &n->p.conv;
+            const mv_dwconv_params *d = &n->p.dwconv;
+            int kh = dw ? 3 : c->kh, kw = dw ? 3 : c->kw;
+            int s = dw ? d->stride : c->stride, pad = dw ? d->pad : c->pad, dil = dw ? d->dilation : c->dilation;
+            int concat = !dw && c->concat;
             o->H = mv_conv_out_size(x->H, kh, s, pad, dil);
             o->W = mv_conv_out_size(x->W, kw, s, pad, dil);
             if (o->H < 1 || o->W < 1) {
@@ -272,14 +287,14 @@ mv_status mv_plan_init(mv_plan *p, const mv_graph *g, int B, int H, int W,
                 st = MV_ERR_ARG; goto done;
             }
             if (!dw && n->w2) {           /* Winograd scratch, sized for one worker (largest blocks) */
-                size_t s = mv_conv3x3_wino_scratch_floats(x->H, x->W, x->C + (n->ip[6] ? t[n->in[1]].C : 0),
+                size_t s = mv_conv3x3_wino_scratch_floats(x->H, x->W, x->C + (concat ? t[n->in[1]].C : 0),
                                                           n->cout, 1);
                 if (s > scratch) scratch = s;
             }
             for (int k = 1; k < n->nin; k++) {
                 mv_tensor_info *y = &t[n->in[k]];
-                int want_h = (k == 1 && !dw && n->ip[6]) ? x->H : o->H;
-                int want_w = (k == 1 && !dw && n->ip[6]) ? x->W : o->W;
+                int want_h = (k == 1 && concat) ? x->H : o->H;
+                int want_w = (k == 1 && concat) ? x->W : o->W;
                 if (y->B != x->B || y->H != want_h || y->W != want_w) {
                     ERR("node %d: input %d is %dx%d, expected %dx%d", i, k, y->H, y->W, want_h, want_w);
                     st = MV_ERR_ARG; goto done;
@@ -288,18 +303,18 @@ mv_status mv_plan_init(mv_plan *p, const mv_graph *g, int B, int H, int W,
             break;
         }
         case MV_OP_ATTENTION: {
-            int ph = n->ip[1], pw = n->ip[2];
+            int ph = n->p.attention.patch_h, pw = n->p.attention.patch_w;
             if (x->H % ph || x->W % pw) {
                 ERR("node %d: attention needs a map divisible by the %dx%d patch, got %dx%d", i, ph, pw, x->H, x->W);
                 st = MV_ERR_ARG; goto done;
             }
             int N = (x->H / ph) * (x->W / pw);
-            size_t s = mv_attention_scratch_floats(N, n->cout / n->ip[0]);
+            size_t s = mv_attention_scratch_floats(N, n->cout / n->p.attention.heads);
             if (s > scratch) scratch = s;
             break;
         }
         case MV_OP_SEP_ATTENTION: {
-            int ph = n->ip[0], pw = n->ip[1];
+            int ph = n->p.sep_attention.patch_h, pw = n->p.sep_attention.patch_w;
             if (x->H % ph || x->W % pw) {
                 ERR("node %d: attention needs a map divisible by the %dx%d patch, got %dx%d", i, ph, pw, x->H, x->W);
                 st = MV_ERR_ARG; goto done;
@@ -308,12 +323,14 @@ mv_status mv_plan_init(mv_plan *p, const mv_graph *g, int B, int H, int W,
             if (s > scratch) scratch = s;
             break;
         }
-        case MV_OP_CROP_PAD:
-            if (n->ip[0] == 0) {
-                o->H = x->H / n->ip[1] * n->ip[1];
-                o->W = x->W / n->ip[2] * n->ip[2];
+        case MV_OP_CROP_PAD: {
+            const mv_crop_pad_params *c = &n->p.crop_pad;
+            if (!c->like) {
+                o->H = x->H / c->multiple_h * c->multiple_h;
+                o->W = x->W / c->multiple_w * c->multiple_w;
                 if (o->H < 1 || o->W < 1) {
-                    ERR("node %d: a %dx%d map is smaller than the %dx%d patch", i, x->H, x->W, n->ip[1], n->ip[2]);
+                    ERR("node %d: a %dx%d map is smaller than the %dx%d patch", i, x->H, x->W, c->multiple_h,
+                        c->multiple_w);
                     st = MV_ERR_ARG; goto done;
                 }
             } else {
@@ -322,16 +339,19 @@ mv_status mv_plan_init(mv_plan *p, const mv_graph *g, int B, int H, int W,
             }
             if (o->H == x->H && o->W == x->W) o->root = x->root;   /* identity: alias */
             break;
-        case MV_OP_RESIZE:
-            if (n->ip[0] == 0) {
-                o->H = (x->H + n->ip[1] - 1) / n->ip[1] * n->ip[1];
-                o->W = (x->W + n->ip[2] - 1) / n->ip[2] * n->ip[2];
+        }
+        case MV_OP_RESIZE: {
+            const mv_resize_params *r = &n->p.resize;
+            if (!r->like) {
+                o->H = (x->H + r->multiple_h - 1) / r->multiple_h * r->multiple_h;
+                o->W = (x->W + r->multiple_w - 1) / r->multiple_w * r->multiple_w;
             } else {
                 o->H = t[n->in[1]].H;
                 o->W = t[n->in[1]].W;
             }
             if (o->H == x->H && o->W == x->W) o->root = x->root;   /* identity: alias */
             break;
+        }
         case MV_OP_GAP:
             o->H = o->W = 1;
             break;
@@ -356,7 +376,7 @@ mv_status mv_plan_init(mv_plan *p, const mv_graph *g, int B, int H, int W,
         if (bytes < p->opts.fuse_min_bytes) continue;
         int rows = invres_rows(t[i + 3].H, t[i + 3].W);
         const mv_node *d = &g->nodes[i + 1];
-        size_t s = mv_invres_scratch_floats(e->W, e->C, t[i + 3].W, rows, d->ip[0], d->ip[2]);
+        size_t s = mv_invres_scratch_floats(e->W, e->C, t[i + 3].W, rows, d->p.dwconv.stride, d->p.dwconv.dilation);
         if (s > scratch) scratch = s;
         p->mode[i] = MV_MODE_HEAD;
         p->mode[i + 1] = MV_MODE_INNER;
@@ -433,28 +453,35 @@ static void run_node(const mv_graph *g, const mv_plan *p, int i,
     if (p->mode[i] == MV_MODE_HEAD) {      /* nodes i, i+1, i+2 as one block */
         const mv_node *d = &g->nodes[i + 1], *q = &g->nodes[i + 2];
         const mv_tensor_info *e = &p->t[i + 1], *y = &p->t[i + 3];
-        mv_invres_args a = {x->B, x->H, x->W, x->C, X, e->C, n->w, n->bias, n->ip[5],
-                            y->H, y->W, d->ip[0], d->ip[1], d->ip[2], d->w, d->bias, d->ip[3],
-                            y->C, q->w, q->bias, q->ip[7], A + y->offset, invres_rows(y->H, y->W),
-                            scratch};
+        mv_invres_args a = {
+            .B = x->B, .H = x->H, .W = x->W, .Cin = x->C, .X = X,
+            .Ce = e->C, .We = n->w, .be = n->bias, .act_e = n->p.conv.act,
+            .OH = y->H, .OW = y->W, .stride = d->p.dwconv.stride, .pad = d->p.dwconv.pad,
+            .dil = d->p.dwconv.dilation, .Wdw = d->w, .bdw = d->bias, .act_dw = d->p.dwconv.act,
+            .Cout = y->C, .Wp = q->w, .bp = q->bias, .has_res = q->p.conv.residual,
+            .Y = A + y->offset, .rows = invres_rows(y->H, y->W), .scratch = scratch};
         mv_invres_nhwc_f32(&a, kt, tid, nth);
         return;
     }
     switch (n->op) {
     case MV_OP_CONV: {
-        int has_x2 = n->ip[6], has_res = n->ip[7];
-        const mv_tensor_info *x2 = has_x2 ? &p->t[n->in[1]] : NULL;
-        const mv_tensor_info *r = has_res ? &p->t[n->in[n->nin - 1]] : NULL;
-        if (n->ip[0] == 1 && n->ip[1] == 1 && n->ip[2] == 1 && n->ip[3] == 0 && !has_x2) {
-            mv_gemm_args a = {(ptrdiff_t)x->B * x->H * x->W, n->cout, x->C, X, x->C, n->w, n->bias,
-                              r ? A + r->offset : NULL, n->cout, Y, n->cout, n->ip[5]};
+        const mv_conv_params *c = &n->p.conv;
+        const mv_tensor_info *x2 = c->concat ? &p->t[n->in[1]] : NULL;
+        const mv_tensor_info *r = c->residual ? &p->t[n->in[n->nin - 1]] : NULL;
+        if (is_pointwise(n)) {
+            mv_gemm_args a = {.M = (ptrdiff_t)x->B * x->H * x->W, .N = n->cout, .K = x->C,
+                              .A = X, .lda = x->C, .Wp = n->w, .bias = n->bias,
+                              .R = r ? A + r->offset : NULL, .ldr = n->cout,
+                              .C = Y, .ldc = n->cout, .act = c->act};
             kt->gemm(&a, tid, nth);
         } else {
-            mv_conv2d_args a = {x->B, x->H, x->W, x->C, X, x->C,
-                                x2 ? x2->C : 0, x2 ? A + x2->offset : NULL, x2 ? x2->C : 0,
-                                o->H, o->W, n->cout, n->ip[0], n->ip[1], n->ip[2], n->ip[3], n->ip[4],
-                                n->w, n->bias, r ? A + r->offset : NULL, n->cout, Y, n->cout, n->ip[5], g->zero,
-                                scratch};
+            mv_conv2d_args a = {.B = x->B, .H = x->H, .W = x->W,
+                                .C1 = x->C, .X1 = X, .ldx1 = x->C,
+                                .C2 = x2 ? x2->C : 0, .X2 = x2 ? A + x2->offset : NULL, .ldx2 = x2 ? x2->C : 0,
+                                .OH = o->H, .OW = o->W, .Cout = n->cout,
+                                .kh = c->kh, .kw = c->kw, .stride = c->stride, .pad = c->pad, .dil = c->dilation,
+                                .Wp = n->w, .bias = n->bias, .R = r ? A + r->offset : NULL, .ldr = n->cout,
+                                .Y = Y, .ldy = n->cout, .act = c->act, .zero = g->zero, .scratch = scratch};
             if (n->w2 && p->opts.winograd) {
                 a.Wp = n->w2;
                 kt->conv3x3_wino(&a, tid, nth);
@@ -465,31 +492,36 @@ static void run_node(const mv_graph *g, const mv_plan *p, int i,
         break;
     }
     case MV_OP_DWCONV: {
-        mv_dwconv2d_args a = {x->B, x->H, x->W, x->C, X, o->H, o->W, n->ip[0], n->ip[1], n->ip[2],
-                              n->w, n->bias, Y, n->ip[3]};
+        const mv_dwconv_params *d = &n->p.dwconv;
+        mv_dwconv2d_args a = {.B = x->B, .H = x->H, .W = x->W, .C = x->C, .X = X, .OH = o->H, .OW = o->W,
+                              .stride = d->stride, .pad = d->pad, .dil = d->dilation,
+                              .Wt = n->w, .bias = n->bias, .Y = Y, .act = d->act};
         kt->dwconv2d(&a, tid, nth);
         break;
     }
     case MV_OP_LAYERNORM:
         kt->layernorm(X, (ptrdiff_t)x->B * x->H * x->W, x->C, x->C, n->gamma, n->bias,
-                                   n->fp[0], Y, o->C, tid, nth);
+                                   n->p.norm.eps, Y, o->C, tid, nth);
         break;
     case MV_OP_GROUPNORM1:
-        kt->groupnorm1(X, x->B, (ptrdiff_t)x->H * x->W, x->C, n->gamma, n->bias, n->fp[0], Y, tid, nth);
+        kt->groupnorm1(X, x->B, (ptrdiff_t)x->H * x->W, x->C, n->gamma, n->bias, n->p.norm.eps, Y, tid, nth);
         break;
     case MV_OP_ATTENTION: {
-        mv_attention_args a = {x->B, x->H, x->W, n->ip[1], n->ip[2], o->C, n->ip[0], n->fp[0],
-                               X, x->C, Y, o->C, scratch};
+        const mv_attention_params *at = &n->p.attention;
+        mv_attention_args a = {.B = x->B, .H = x->H, .W = x->W, .ph = at->patch_h, .pw = at->patch_w,
+                               .D = o->C, .heads = at->heads, .scale = at->scale,
+                               .QKV = X, .ldqkv = x->C, .O = Y, .ldo = o->C, .scratch = scratch};
         kt->attention(&a, tid, nth);
         break;
     }
     case MV_OP_RESIZE:
         if (o->root != i + 1) break;     /* identity alias */
-        mv_resize_bilinear_nhwc_f32__ref(X, x->B, x->H, x->W, x->C, Y, o->H, o->W, n->ip[3], tid, nth);
+        mv_resize_bilinear_nhwc_f32__ref(X, x->B, x->H, x->W, x->C, Y, o->H, o->W, n->p.resize.align_corners, tid, nth);
         break;
     case MV_OP_SEP_ATTENTION: {
-        mv_sep_attention_args a = {x->B, x->H, x->W, n->ip[0], n->ip[1], o->C, X, x->C, Y, o->C,
-                                   scratch};
+        mv_sep_attention_args a = {.B = x->B, .H = x->H, .W = x->W, .ph = n->p.sep_attention.patch_h,
+                                   .pw = n->p.sep_attention.patch_w, .D = o->C, .QKV = X, .ldqkv = x->C,
+                                   .O = Y, .ldo = o->C, .scratch = scratch};
         kt->sep_attention(&a, tid, nth);
         break;
     }
@@ -504,7 +536,7 @@ static void run_node(const mv_graph *g, const mv_plan *p, int i,
         mv_add_f32__ref(X, A + p->t[n->in[1]].offset, (ptrdiff_t)x->B * x->H * x->W * x->C, Y, tid, nth);
         break;
     case MV_OP_ACT:
-        kt->act(X, (ptrdiff_t)x->B * x->H * x->W * x->C, n->ip[0], Y, tid, nth);
+        kt->act(X, (ptrdiff_t)x->B * x->H * x->W * x->C, n->p.act.act, Y, tid, nth);
         break;
     case MV_OP_CONCAT:
         mv_concat_nhwc_f32__ref(X, x->C, A + p->t[n->in[1]].offset, p->t[n->in[1]].C,
@@ -637,7 +669,7 @@ mv_status mv_plan_run_timed(mv_plan *p, const mv_graph *g, const float *x,
             ph[k].kind = PH_NODE; ph[k].node = i; ph[k].nchunk = chunks;
             if (p->mode[i] == MV_MODE_HEAD) {  /* every chunk re-expands its edge rows: keep them tall */
                 const mv_tensor_info *y = &p->t[i + 3];
-                int minrows = MV_MAX(invres_rows(y->H, y->W), g->nodes[i + 1].ip[0] == 1 ? 8 : 4);
+                int minrows = MV_MAX(invres_rows(y->H, y->W), g->nodes[i + 1].p.dwconv.stride == 1 ? 8 : 4);
                 ptrdiff_t c = (ptrdiff_t)y->B * y->H / minrows;
                 ph[k].nchunk = (int)MV_MAX(1, MV_MIN((ptrdiff_t)chunks, c));
             }

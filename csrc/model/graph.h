@@ -45,27 +45,52 @@ typedef enum {
  * 2 threads: 9.4 ms fused above 256 KiB, 11.9 ms never fused). */
 #define MV_FUSE_MIN_BYTES ((size_t)256 * 1024)
 
+/* Per-op parameters: the tagged union of mv_node (XNNPACK-style subgraph
+ * nodes).  Field names are the names the binding reads from Python
+ * (module.c's node tables), so a node is written as named fields end to
+ * end.  Sizes are output-pixel based; "act" is an mv_act. */
 typedef struct {
-    int op;
+    int kh, kw, stride, pad, dilation, act;
+    int concat;        /* in[1] is concatenated to in[0] on channels (2-input 3x3 fusion conv) */
+    int residual;      /* the last input is added after the activation */
+} mv_conv_params;
+typedef struct { int stride, pad, dilation, act; } mv_dwconv_params;   /* 3x3 */
+typedef struct { float eps; } mv_norm_params;                          /* layernorm, groupnorm1 */
+typedef struct { int heads, patch_h, patch_w; float scale; } mv_attention_params;
+typedef struct { int patch_h, patch_w; } mv_sep_attention_params;
+typedef struct {
+    int like;          /* 1: to in[1]'s size; 0: up to multiples of (multiple_h, multiple_w) */
+    int multiple_h, multiple_w, align_corners;
+} mv_resize_params;
+typedef struct {
+    int like;          /* 1: zero-pad to in[1]'s size; 0: crop to multiples of (multiple_h, multiple_w) */
+    int multiple_h, multiple_w;
+} mv_crop_pad_params;
+typedef struct { int act; } mv_act_params;
+
+typedef struct {
+    mv_op op;
     int nin;
     int in[MV_MAX_IN];
     int cout;             /* output channels */
-    /* conv: kh, kw, stride, pad, dil, act, has_x2, has_residual
-     * dwconv: stride, pad, dil, act
-     * attention: heads, ph, pw;  sep_attention: ph, pw
-     * crop_pad: mode, ph, pw
-     * resize: mode (0: up to a multiple of (ph, pw); 1: like in[1]), ph, pw,
-     *         align_corners
-     * act: act */
-    int ip[8];
-    float fp[2];          /* layernorm/groupnorm eps; attention scale */
+    union {
+        mv_conv_params conv;
+        mv_dwconv_params dwconv;
+        mv_norm_params norm;
+        mv_attention_params attention;
+        mv_sep_attention_params sep_attention;
+        mv_resize_params resize;
+        mv_crop_pad_params crop_pad;
+        mv_act_params act;
+    } p;
+    /* set by mv_graph_set_node / mv_graph_finalize */
     float *w;             /* packed weights (conv, dwconv) */
     float *bias;          /* conv/dwconv bias; norm beta */
     float *gamma;         /* norm gamma */
     float *w2;            /* conv 3x3 / stride 1 / pad 1: Winograd-packed weights, else NULL */
-    int chain;            /* set by mv_graph_finalize: this node starts an
-                             expand 1x1 -> dw 3x3 -> project 1x1 chain whose
-                             inner tensors nothing else reads (fusable) */
+    int chain;            /* this node starts an expand 1x1 -> dw 3x3 ->
+                             project 1x1 chain whose inner tensors nothing
+                             else reads (fusable) */
 } mv_node;
 
 typedef struct {

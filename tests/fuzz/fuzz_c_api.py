@@ -473,56 +473,65 @@ def t_layout(r):
 
 # ---- Graph -------------------------------------------------------------------------------------
 
-_OP_CONV, _OP_DW, _OP_LN, _OP_ATT, _OP_RESIZE, _OP_GAP, _OP_ADD, _OP_ACT, _OP_GN, _OP_CAT, \
-    _OP_SEP, _OP_CROP = range(1, 13)
+_OP_NAMES = sorted(_C.OPS, key=_C.OPS.get)
 
 
 def _node(r, i, chans):
-    """A node reading tensors < i+1, with parameters sized as the C code expects most of the time."""
-    op = r.below(12) + 1 if r.u8() < 240 else r.pick([0, 13, -1, 1 << 20])
+    """A node dict reading tensors < i+1, with parameters sized as the C code expects most of the
+    time; sometimes an unknown op, a missing or unknown field, or a field of the wrong type."""
+    op = r.pick(_OP_NAMES) if r.u8() < 240 else r.pick(["", "nope", 7, None])
     nin = r.pick([1, 1, 1, 2, 2, 3, 0])
     ins = [r.below(i + 1) if r.u8() < 245 else r.pick([-1, i + 1, 1 << 31, 5000]) for _ in range(nin)]
     c0 = chans[ins[0]] if ins and 0 <= ins[0] < len(chans) else 1
     c1 = chans[ins[1]] if len(ins) > 1 and 0 <= ins[1] < len(chans) else 0
-    ip = [0] * 8
+    f = {}
     cout = c0
     w = bias = gamma = None
-    if op == _OP_CONV:
+    if op == "conv":
         k = r.pick([1, 1, 3, 2])
-        ip = [k, k, r.int_arg(1, 2), r.int_arg(0, 1), r.int_arg(1, 2), _act(r), int(r.flag(40)), int(r.flag(40))]
-        if r.flag(16):
-            ip[0] = r.int_arg(0, 70)
+        f = dict(kh=k if not r.flag(16) else r.int_arg(0, 70), kw=k, stride=r.int_arg(1, 2), pad=r.int_arg(0, 1),
+                 dilation=r.int_arg(1, 2), act=_act(r), concat=int(r.flag(40)), residual=int(r.flag(40)))
         cout = r.int_arg(1, 6)
-        cin = c0 + (c1 if ip[6] and nin > 1 else 0)
-        wn = cout * cin * max(ip[0], 0) * max(ip[1], 0) if 0 < cout < 64 else 1
+        cin = c0 + (c1 if f["concat"] and nin > 1 else 0)
+        wn = cout * cin * max(f["kh"], 0) * max(f["kw"], 0) if 0 < cout < 64 else 1
         w = _values(r, min(wn, MAX_ELEMS) if r.u8() < 240 else r.below(8)).astype(np.float32)
         bias = _values(r, cout if 0 < cout < 64 else 1).astype(np.float32) if r.flag(200) else None
-    elif op == _OP_DW:
-        ip = [r.int_arg(1, 2), r.int_arg(0, 1), r.int_arg(1, 2), _act(r)] + [0] * 4
+    elif op == "dwconv":
+        f = dict(stride=r.int_arg(1, 2), pad=r.int_arg(0, 1), dilation=r.int_arg(1, 2), act=_act(r))
         w = _values(r, 9 * c0 if r.u8() < 240 else r.below(20)).astype(np.float32)
         bias = _values(r, c0).astype(np.float32) if r.flag(200) else None
-    elif op in (_OP_LN, _OP_GN):
+    elif op in ("layernorm", "groupnorm1"):
+        f = dict(eps=r.float_arg() if r.flag(64) else 1e-5)
         gamma = _values(r, c0 if r.u8() < 240 else r.below(8)).astype(np.float32)
         bias = _values(r, c0).astype(np.float32) if r.flag(240) else None
-    elif op == _OP_ATT:
-        ip = [r.int_arg(1, 2), r.int_arg(1, 2), r.int_arg(1, 2)] + [0] * 5
+    elif op == "attention":
+        f = dict(heads=r.int_arg(1, 2), patch_h=r.int_arg(1, 2), patch_w=r.int_arg(1, 2),
+                 scale=r.float_arg() if r.flag(64) else 0.5)
         cout = c0 // 3 if c0 >= 3 else r.int_arg(1, 4)
-    elif op == _OP_SEP:
-        ip = [r.int_arg(1, 2), r.int_arg(1, 2)] + [0] * 6
+    elif op == "sep_attention":
+        f = dict(patch_h=r.int_arg(1, 2), patch_w=r.int_arg(1, 2))
         cout = (c0 - 1) // 2 if c0 >= 3 else r.int_arg(1, 4)
-    elif op == _OP_RESIZE:
-        ip = [r.int_arg(0, 1), r.int_arg(1, 4), r.int_arg(1, 4), r.int_arg(0, 1)] + [0] * 4
-    elif op == _OP_CROP:
-        ip = [r.int_arg(0, 1), r.int_arg(1, 4), r.int_arg(1, 4)] + [0] * 5
-    elif op == _OP_CAT:
+    elif op == "resize":
+        f = dict(like=r.int_arg(0, 1), multiple_h=r.int_arg(1, 4), multiple_w=r.int_arg(1, 4),
+                 align_corners=r.int_arg(0, 1))
+    elif op == "crop_pad":
+        f = dict(like=r.int_arg(0, 1), multiple_h=r.int_arg(1, 4), multiple_w=r.int_arg(1, 4))
+    elif op == "concat":
         cout = c0 + c1
-    elif op == _OP_ACT:
-        ip = [_act(r)] + [0] * 7
+    elif op == "act":
+        f = dict(act=_act(r))
     if r.flag(20):
         cout = r.int_arg(0, 8)
-    nip = 8 if r.u8() < 250 else r.pick([0, 3, 9])
-    fps = [r.float_arg() if r.flag(64) else 1e-5, r.float_arg() if r.flag(64) else 0.5]
-    node = (op, tuple(ins), cout, tuple(ip[:nip] + [0] * max(0, nip - 8)), fps, w, bias, gamma)
+    if f and r.u8() >= 248:                  # a missing field, an unknown one, or a wrong type
+        key = r.pick(sorted(f))
+        choice = r.below(3)
+        if choice == 0:
+            del f[key]
+        elif choice == 1:
+            f[key + "_typo"] = 1
+        else:
+            f[key] = r.pick(["1", None, [1], 1e300])
+    node = dict(op=op, inputs=tuple(ins), cout=cout, weight=w, bias=bias, gamma=gamma, **f)
     return node, cout
 
 
@@ -558,7 +567,8 @@ def t_graph(r):
             g.plan_bytes(r.int_arg(1, 3), r.int_arg(1, 64), r.int_arg(1, 64), _nth(r))
         if r.flag(40):
             modes = g.node_modes(r.int_arg(1, 3), r.int_arg(1, 64), r.int_arg(1, 64))
-            assert len(modes) == n and set(modes) <= {0, 1, 2, 3}, modes
+            assert len(modes) == n and set(modes) <= {_C.MODE_ALONE, _C.MODE_FUSED_HEAD, _C.MODE_FUSED_INNER,
+                                                      _C.MODE_FUSED_TAIL}, modes
         if r.flag(40):
             g.release()
 

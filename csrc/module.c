@@ -9,6 +9,7 @@
 #include <numpy/arrayobject.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <limits.h>
 #include <stddef.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -16,6 +17,7 @@
 #endif
 #include "ops/ops.h"
 #include "model/graph.h"
+#include "model/session.h"
 
 #define MV_MAX_CONV_PARAM 65536   /* stride / padding / dilation cap (keeps sizes in range) */
 /* Most worker threads a call may ask for (set_num_threads, num_threads=,
@@ -744,88 +746,19 @@ static PyObject *py_nchw_to_nhwc(PyObject *self, PyObject *args) { return layout
 static PyObject *py_nhwc_to_nchw(PyObject *self, PyObject *args) { return layout_common(args, 0); }
 
 /* ---- Graph: a whole network ------------------------------------------------ */
+/* The run policy (modes, plan cache, locking, memory cap) is mv_session's
+ * (model/session.h); these methods parse, release the GIL and map status. */
 
 typedef struct {
     PyObject_HEAD
-    mv_graph *g;
-    pthread_mutex_t lock;      /* guards the cached plans */
-    mv_plan cache;             /* plan + arena reused by calls of the same shape */
-    int has_cache;
-    mv_plan *img;              /* throughput mode: one single-image plan per worker */
-    int n_img;
-    /* Settings, each stored atomically and read once at the start of a call:
-     * a call runs with one consistent snapshot (the old or the new value of
-     * each setter), and plans made with other options are never reused. */
-    _Atomic size_t max_bytes;      /* activation memory cap (0: none) */
-    _Atomic size_t fuse_min_bytes; /* mv_plan_opts.fuse_min_bytes */
-    atomic_int winograd;           /* mv_plan_opts.winograd */
+    mv_session *s;
 } GraphObject;
 
-static mv_plan_opts graph_opts(GraphObject *self) {
-    mv_plan_opts o = {.fuse_min_bytes = atomic_load(&self->fuse_min_bytes),
-                      .winograd = atomic_load(&self->winograd)};
-    return o;
-}
-
-static int same_opts(const mv_plan_opts *a, const mv_plan_opts *b) {
-    return a->fuse_min_bytes == b->fuse_min_bytes && a->winograd == b->winograd;
-}
-
-static void release_img_plans(GraphObject *self) {
-    for (int i = 0; i < self->n_img; i++) mv_plan_release(&self->img[i]);
-    free(self->img);
-    self->img = NULL;
-    self->n_img = 0;
-}
-
-/* The per-worker single-image plans for (H, W), made or reused; lock held. */
-static mv_status ensure_img_plans(GraphObject *self, int H, int W, int nth, const mv_plan_opts *opts,
-                                  char *err, size_t errlen) {
-    if (self->n_img == nth && self->img[0].H == H && self->img[0].W == W && same_opts(&self->img[0].opts, opts))
-        return MV_OK;
-    release_img_plans(self);
-    self->img = calloc((size_t)nth, sizeof(mv_plan));
-    if (!self->img) return MV_ERR_NOMEM;
-    for (int i = 0; i < nth; i++) {
-        mv_status st = mv_plan_init(&self->img[i], self->g, 1, H, W, 1, opts, 0, err, errlen);
-        if (st != MV_OK) { self->n_img = i; release_img_plans(self); return st; }
-        self->n_img = i + 1;
-    }
-    return MV_OK;
-}
-
-static mv_status ensure_cache(GraphObject *self, int B, int H, int W, int nth, const mv_plan_opts *opts,
-                              char *err, size_t errlen) {
-    if (self->has_cache && self->cache.B == B && self->cache.H == H && self->cache.W == W && self->cache.nth >= nth &&
-        same_opts(&self->cache.opts, opts))
-        return MV_OK;
-    if (self->has_cache) mv_plan_release(&self->cache);
-    self->has_cache = 0;
-    mv_status st = mv_plan_init(&self->cache, self->g, B, H, W, nth, opts, 0, err, errlen);
-    if (st == MV_OK) self->has_cache = 1;
-    return st;
-}
-
-/* Frees every cached plan (the next run plans again). */
-static void drop_plans(GraphObject *self) {
-    release_img_plans(self);
-    if (self->has_cache) mv_plan_release(&self->cache);
-    self->has_cache = 0;
-}
-
-/* Takes the plan lock with the GIL released; returns whether it is held. */
-static int lock_plans(GraphObject *self) {
-    int locked;
-    Py_BEGIN_ALLOW_THREADS
-    locked = pthread_mutex_lock(&self->lock) == 0;
-    Py_END_ALLOW_THREADS
-    return locked;
-}
+#define GRAPH_READY(self) \
+    do { if (!(self)->s) { PyErr_SetString(PyExc_RuntimeError, "Graph not initialised"); return NULL; } } while (0)
 
 static void Graph_dealloc(GraphObject *self) {
-    drop_plans(self);
-    mv_graph_free(self->g);
-    pthread_mutex_destroy(&self->lock);
+    mv_session_free(self->s);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -984,17 +917,31 @@ fail:
     return -1;
 }
 
+static int build_graph(mv_graph *g, PyObject *nodes, Py_ssize_t nn, char *err, size_t errlen);
+
 /* Graph(in_channels, nodes): nodes is a list of node dicts (see parse_node). */
 static int Graph_init(GraphObject *self, PyObject *args, PyObject *kw) {
     int in_ch;
     PyObject *nodes;
     char err[256] = "";
     if (!PyArg_ParseTuple(args, "iO!", &in_ch, &PyList_Type, &nodes)) return -1;
-    if (self->g) { PyErr_SetString(PyExc_RuntimeError, "Graph already initialised"); return -1; }
+    if (self->s) { PyErr_SetString(PyExc_RuntimeError, "Graph already initialised"); return -1; }
     Py_ssize_t nn = PyList_GET_SIZE(nodes);
     if (in_ch < 1 || nn < 1 || nn > 100000) { PyErr_SetString(PyExc_ValueError, "Graph: need in_channels >= 1 and 1..100000 nodes"); return -1; }
-    self->g = mv_graph_new((int)nn, in_ch);
-    if (!self->g) { PyErr_NoMemory(); return -1; }
+    mv_graph *g = mv_graph_new((int)nn, in_ch);
+    if (!g) { PyErr_NoMemory(); return -1; }
+    int rc = build_graph(g, nodes, nn, err, sizeof(err));
+    if (rc == 0) {
+        self->s = mv_session_new(g);         /* owns g from here, also on failure */
+        if (!self->s) { PyErr_NoMemory(); return -1; }
+        return 0;
+    }
+    mv_graph_free(g);
+    return -1;
+}
+
+/* Parses and packs every node, then finalizes; 0 or -1 with an exception. */
+static int build_graph(mv_graph *g, PyObject *nodes, Py_ssize_t nn, char *err, size_t errlen) {
     for (Py_ssize_t i = 0; i < nn; i++) {
         PyObject *wo, *bo, *go;
         mv_node spec;
@@ -1005,10 +952,10 @@ static int Graph_init(GraphObject *self, PyObject *args, PyObject *kw) {
             if (spec.in[k] < 0 || spec.in[k] > i) { PyErr_Format(PyExc_ValueError, "Graph: node %zd reads tensor %d, not yet computed", i, spec.in[k]); return -1; }
         /* expected parameter sizes */
         size_t wn = 0, cn = 0;
-        int c0 = nin > 0 ? mv_graph_tensor_channels(self->g, spec.in[0]) : 0;
+        int c0 = nin > 0 ? mv_graph_tensor_channels(g, spec.in[0]) : 0;
         if (spec.op == MV_OP_CONV) {
             const mv_conv_params *c = &spec.p.conv;
-            int cin = c0 + (c->concat && nin > 1 ? mv_graph_tensor_channels(self->g, spec.in[1]) : 0);
+            int cin = c0 + (c->concat && nin > 1 ? mv_graph_tensor_channels(g, spec.in[1]) : 0);
             if (spec.cout < 1 || c->kh < 1 || c->kw < 1 || c->kh > 64 || c->kw > 64) {
                 PyErr_Format(PyExc_ValueError, "Graph: node %zd has a bad conv shape", i); return -1;
             }
@@ -1028,208 +975,165 @@ static int Graph_init(GraphObject *self, PyObject *args, PyObject *kw) {
         mv_status st = MV_ERR_ARG;
         if (!bad) {
             Py_BEGIN_ALLOW_THREADS
-            st = mv_graph_set_node(self->g, (int)i, &spec, W ? F(W) : NULL, Bi ? F(Bi) : NULL, G ? F(G) : NULL, err, sizeof(err));
+            st = mv_graph_set_node(g, (int)i, &spec, W ? F(W) : NULL, Bi ? F(Bi) : NULL, G ? F(G) : NULL, err, errlen);
             Py_END_ALLOW_THREADS
         } else if (!PyErr_Occurred()) {
-            snprintf(err, sizeof(err), "Graph: node %zd (op %d) parameters have the wrong size (weight %zu, per-channel %zu expected)", i, spec.op, wn, cn);
+            snprintf(err, errlen, "Graph: node %zd (op %d) parameters have the wrong size (weight %zu, per-channel %zu expected)", i, spec.op, wn, cn);
         }
         Py_XDECREF(W); Py_XDECREF(Bi); Py_XDECREF(G);
         if (PyErr_Occurred()) return -1;
         if (st != MV_OK) { set_status_error(st, err); return -1; }
     }
-    mv_status st = mv_graph_finalize(self->g, err, sizeof(err));
+    mv_status st = mv_graph_finalize(g, err, errlen);
     if (st != MV_OK) { set_status_error(st, err); return -1; }
     return 0;
 }
 
 static PyObject *Graph_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     GraphObject *self = (GraphObject *)type->tp_alloc(type, 0);
-    if (!self) return NULL;
-    self->g = NULL;
-    self->has_cache = 0;
-    self->img = NULL;
-    self->n_img = 0;
-    mv_plan_opts d = mv_plan_opts_default();
-    atomic_init(&self->max_bytes, 0);
-    atomic_init(&self->fuse_min_bytes, d.fuse_min_bytes);
-    atomic_init(&self->winograd, d.winograd);
-    memset(&self->cache, 0, sizeof(self->cache));
-    pthread_mutex_init(&self->lock, NULL);
+    if (self) self->s = NULL;
     return (PyObject *)self;
 }
 
-/* run(x[B,C,H,W], output_ids, num_threads=0) -> list of NCHW arrays */
+/* Whether every float is finite (bit test: no FP exceptions, any MXCSR). */
+static int all_finite(const float *x, size_t n) {
+    const uint32_t *u = (const uint32_t *)x;
+    uint32_t bad = 0;
+    for (size_t i = 0; i < n; i++) bad |= (uint32_t)((u[i] & 0x7f800000u) == 0x7f800000u);
+    return !bad;
+}
+
+/* run(x[B,C,H,W], output_ids, num_threads=0, profile=None, check_finite=False)
+ * -> list of NCHW arrays.  The call is planned (or its cached plan found) and
+ * checked against the activation cap before the input is converted or any
+ * output is allocated. */
 static PyObject *Graph_run(GraphObject *self, PyObject *args) {
-    PyObject *xo, *ids_o;
+    PyObject *xo, *ids_o, *prof = NULL;
     long long nth_arg = 0;
-    PyObject *prof = NULL;
-    double *times = NULL;
+    int check_finite = 0;
     char err[256] = "";
-    if (!PyArg_ParseTuple(args, "OO|LO", &xo, &ids_o, &nth_arg, &prof)) return NULL;
-    if (!self->g) { PyErr_SetString(PyExc_RuntimeError, "Graph not initialised"); return NULL; }
+    if (!PyArg_ParseTuple(args, "OO|LOp", &xo, &ids_o, &nth_arg, &prof, &check_finite)) return NULL;
+    GRAPH_READY(self);
     if (nth_arg < 0 || nth_arg > MV_MAX_THREADS) {
         PyErr_Format(PyExc_ValueError, "num_threads must be between 1 and %d (0: the module setting), got %lld",
                      MV_MAX_THREADS, nth_arg);
         return NULL;
     }
-    int nth = (int)nth_arg;
-    /* one snapshot of the settings for the whole call */
-    const mv_plan_opts opts = graph_opts(self);
-    const size_t max_bytes = atomic_load(&self->max_bytes);
-    int ids[64];
-    int nout = int_tuple(ids_o, ids, 64, "output ids");
+    if (prof == Py_None) prof = NULL;
+    if (prof && !PyList_Check(prof)) { PyErr_SetString(PyExc_TypeError, "profile must be a list"); return NULL; }
+    int ids[MV_SESSION_MAX_OUT];
+    int nout = int_tuple(ids_o, ids, MV_SESSION_MAX_OUT, "output ids");
     if (nout < 0) return NULL;
-    for (int k = 0; k < nout; k++)
-        if (ids[k] < 1 || ids[k] > self->g->nnodes) { PyErr_Format(PyExc_ValueError, "output id %d out of range", ids[k]); return NULL; }
-    PyArrayObject *X = as_f32(xo, 4, "x");
-    if (!X) return NULL;
-    int B = DIM(X, 0), C = DIM(X, 1), H = DIM(X, 2), W = DIM(X, 3);
-    if (C != self->g->in_channels) {
-        PyErr_Format(PyExc_ValueError, "expected %d input channels (NCHW), got %d", self->g->in_channels, C);
-        Py_DECREF(X); return NULL;
+    /* shape first, from the array as given: nothing is converted or
+     * allocated before the call is planned and checked against the cap */
+    PyArrayObject *X = NULL;
+    if (!PyArray_Check(xo)) {
+        X = as_f32(xo, 4, "x");
+        if (!X) return NULL;
     }
-    nth = parse_threads(nth);
-    if (nth > 1) atomic_store(&g_omp_used, 1);
-    mv_isa isa = (mv_isa)atomic_load(&g_isa);
-    mv_plan tmp, *plan = NULL;
-    int own_lock = 0;
-    mv_status st = MV_OK;
-    PyObject *outs = PyList_New(nout);
-    float *dst[64];
-    if (!outs) { Py_DECREF(X); return NULL; }
-    if (B > 0 && H > 0 && W > 0) {
-        /* shapes of the outputs, from a dry plan (cheap) */
-        st = mv_plan_init(&tmp, self->g, B, H, W, nth, &opts, 1, err, sizeof(err));
-        if (st != MV_OK) goto fail;
-        if (max_bytes && mv_plan_bytes(&tmp) > max_bytes) {
-            snprintf(err, sizeof(err), "input %dx%dx%dx%d needs %.1f MiB of activations, above the cap of %.1f MiB",
-                     B, C, H, W, mv_plan_bytes(&tmp) / 1048576.0, max_bytes / 1048576.0);
-            mv_plan_release(&tmp); st = MV_ERR_NOMEM; goto fail;
-        }
-        for (int k = 0; k < nout; k++)
-            if (!mv_plan_tensor_stored(&tmp, ids[k])) {
-                snprintf(err, sizeof(err), "output id %d is inside a fused block at this input size "
-                         "(Graph.set_fusion(-1) keeps every tensor)", ids[k]);
-                mv_plan_release(&tmp); st = MV_ERR_ARG; goto fail;
-            }
-        for (int k = 0; k < nout; k++) {
-            mv_tensor_info *t = &tmp.t[ids[k]];
-            npy_intp dims[4] = {t->B, t->C, t->H, t->W};
-            PyObject *a = PyArray_SimpleNew(4, dims, NPY_FLOAT32);
-            if (!a) { mv_plan_release(&tmp); goto fail_py; }
-            PyList_SET_ITEM(outs, k, a);
-            dst[k] = (float *)PyArray_DATA((PyArrayObject *)a);
-        }
-        mv_plan_release(&tmp);
-        mv_outputs out = {nout, ids, dst};
-        if (prof && prof != Py_None) {
-            if (!PyList_Check(prof)) { PyErr_SetString(PyExc_TypeError, "profile must be a list"); goto fail_py; }
-            if (!(times = calloc((size_t)self->g->nnodes, sizeof(double)))) { PyErr_NoMemory(); goto fail_py; }
-        }
-        /* throughput mode for batches of at least two images per worker:
-         * whole images per worker, the remainder layer-parallel */
-        int by_image = B >= 2 * nth && !times && !(nth == 1 && atomic_load(&g_forked_child));
-        Py_BEGIN_ALLOW_THREADS
-        if (pthread_mutex_trylock(&self->lock) == 0) {
-            own_lock = 1;
-            if (by_image) {
-                int nfull = B / nth * nth, rest = B - nfull;
-                st = ensure_img_plans(self, H, W, nth, &opts, err, sizeof(err));
-                if (st == MV_OK) st = mv_plan_run_images(self->img, nth, self->g, F(X), nfull, &out, isa);
-                if (st == MV_OK && rest) {
-                    st = ensure_cache(self, rest, H, W, nth, &opts, err, sizeof(err));
-                    float *rdst[64];
-                    mv_outputs rout = {nout, ids, rdst};
-                    for (int k = 0; k < nout; k++)
-                        rdst[k] = dst[k] + (size_t)nfull * mv_plan_image_floats(&self->img[0], ids[k]);
-                    if (st == MV_OK)
-                        st = mv_plan_run_timed(&self->cache, self->g,
-                                               F(X) + (size_t)nfull * C * H * W, &rout, nth, isa, NULL);
-                }
-                plan = NULL;
-            } else {
-                st = ensure_cache(self, B, H, W, nth, &opts, err, sizeof(err));
-                plan = &self->cache;
-            }
-        } else {  /* another thread is using the cached plan: use a private one */
-            st = mv_plan_init(&tmp, self->g, B, H, W, nth, &opts, 0, err, sizeof(err));
-            plan = &tmp;
-        }
-        if (st == MV_OK && plan) st = mv_plan_run_timed(plan, self->g, F(X), &out, nth, isa, times);
-        if (own_lock) pthread_mutex_unlock(&self->lock);
-        else if (plan == &tmp) mv_plan_release(&tmp);
-        Py_END_ALLOW_THREADS
-        if (st != MV_OK) goto fail;
-        if (times) {
-            for (int i = 0; i < self->g->nnodes; i++) {
-                PyObject *f = PyFloat_FromDouble(times[i]);
-                if (!f || PyList_Append(prof, f) < 0) { Py_XDECREF(f); goto fail_py; }
-                Py_DECREF(f);
-            }
-            free(times);
-            times = NULL;
-        }
-    } else {
-        /* empty batch (or degenerate size): shapes from a 1-image dry plan */
-        if (H < 1 || W < 1) { PyErr_SetString(PyExc_ValueError, "input height and width must be >= 1"); goto fail_py; }
-        st = mv_plan_init(&tmp, self->g, 1, H, W, 1, &opts, 1, err, sizeof(err));
-        if (st != MV_OK) goto fail;
-        for (int k = 0; k < nout; k++)
-            if (!mv_plan_tensor_stored(&tmp, ids[k])) {
-                snprintf(err, sizeof(err), "output id %d is inside a fused block at this input size "
-                         "(Graph.set_fusion(-1) keeps every tensor)", ids[k]);
-                mv_plan_release(&tmp); st = MV_ERR_ARG; goto fail;
-            }
-        for (int k = 0; k < nout; k++) {
-            mv_tensor_info *t = &tmp.t[ids[k]];
-            npy_intp dims[4] = {0, t->C, t->H, t->W};
-            PyObject *a = PyArray_SimpleNew(4, dims, NPY_FLOAT32);
-            if (!a) { mv_plan_release(&tmp); goto fail_py; }
-            PyList_SET_ITEM(outs, k, a);
-        }
-        mv_plan_release(&tmp);
+    PyArrayObject *view = X ? X : (PyArrayObject *)xo;
+    if (PyArray_NDIM(view) != 4) {
+        PyErr_Format(PyExc_ValueError, "x: expected 4 dimensions (NCHW), got %d", PyArray_NDIM(view));
+        Py_XDECREF(X);
+        return NULL;
     }
-    Py_DECREF(X);
-    return outs;
-fail:
-    set_status_error(st, err);
-fail_py:
+    npy_intp *d = PyArray_DIMS(view);
+    const mv_graph *g = self->s->g;
+    if (d[1] != g->in_channels) {
+        PyErr_Format(PyExc_ValueError, "expected %d input channels (NCHW), got %ld", g->in_channels, (long)d[1]);
+        Py_XDECREF(X);
+        return NULL;
+    }
+    if (d[0] > INT_MAX || d[2] > INT_MAX || d[3] > INT_MAX) {
+        PyErr_SetString(PyExc_ValueError, "x: every dimension must be below 2**31");
+        Py_XDECREF(X);
+        return NULL;
+    }
+    int B = (int)d[0], H = (int)d[2], W = (int)d[3];
+    int nth = parse_threads((int)nth_arg);
+    mv_call call;
+    mv_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = mv_session_begin(self->s, &call, B, H, W, nth, ids, nout, prof != NULL, atomic_load(&g_forked_child), err,
+                          sizeof(err));
+    Py_END_ALLOW_THREADS
+    if (st != MV_OK) { set_status_error(st, err); Py_XDECREF(X); return NULL; }
+    PyObject *outs = NULL;
+    double *times = NULL;
+    float *dst[MV_SESSION_MAX_OUT];
+    if (!X) {   /* float32, C-contiguous, aligned (a copy only when it is not already) */
+        X = (PyArrayObject *)PyArray_FromAny(xo, PyArray_DescrFromType(NPY_FLOAT32), 4, 4,
+                                             NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST, NULL);
+        if (!X) goto fail;
+    }
+    if (!(outs = PyList_New(nout))) goto fail;
+    for (int k = 0; k < nout; k++) {
+        npy_intp dims[4] = {call.out[k].B, call.out[k].C, call.out[k].H, call.out[k].W};
+        PyObject *a = PyArray_SimpleNew(4, dims, NPY_FLOAT32);
+        if (!a) goto fail;
+        PyList_SET_ITEM(outs, k, a);
+        dst[k] = (float *)PyArray_DATA((PyArrayObject *)a);
+    }
+    if (prof && B > 0 && !(times = calloc((size_t)g->nnodes, sizeof(double)))) { PyErr_NoMemory(); goto fail; }
+    int finite = 1;
+    if (nth > 1 && B > 0) atomic_store(&g_omp_used, 1);
+    Py_BEGIN_ALLOW_THREADS
+    if (check_finite) finite = all_finite(F(X), (size_t)PyArray_SIZE(X));
+    st = finite ? mv_session_run(&call, F(X), dst, (mv_isa)atomic_load(&g_isa), times) : MV_OK;
+    Py_END_ALLOW_THREADS
+    if (!finite) {
+        PyErr_SetString(PyExc_ValueError, "input contains NaN or Inf (pass check_finite=False to propagate them)");
+        goto fail;
+    }
+    if (st != MV_OK) { set_status_error(st, err); goto fail; }
+    for (int i = 0; times && i < g->nnodes; i++) {
+        PyObject *f = PyFloat_FromDouble(times[i]);
+        if (!f || PyList_Append(prof, f) < 0) { Py_XDECREF(f); goto fail; }
+        Py_DECREF(f);
+    }
     free(times);
     Py_DECREF(X);
-    Py_DECREF(outs);
+    mv_session_end(&call);
+    return outs;
+fail:
+    free(times);
+    Py_XDECREF(X);
+    Py_XDECREF(outs);
+    mv_session_end(&call);
     return NULL;
 }
 
-/* plan_bytes(B, H, W) -> activation arena bytes for that input */
+/* plan_bytes(B, H, W, num_threads=0) -> activation bytes a call of that shape allocates */
 static PyObject *Graph_plan_bytes(GraphObject *self, PyObject *args) {
     int B, H, W, nth = 0;
     char err[256] = "";
     if (!PyArg_ParseTuple(args, "iii|i", &B, &H, &W, &nth)) return NULL;
-    if (!self->g) { PyErr_SetString(PyExc_RuntimeError, "Graph not initialised"); return NULL; }
+    GRAPH_READY(self);
     if (check_threads_arg(nth) < 0) return NULL;
-    const mv_plan_opts opts = graph_opts(self);
-    mv_plan p;
-    mv_status st = mv_plan_init(&p, self->g, B, H, W, parse_threads(nth), &opts, 1, err, sizeof(err));
+    if (B < 1 || H < 1 || W < 1) { PyErr_SetString(PyExc_ValueError, "plan_bytes: B, H and W must be >= 1"); return NULL; }
+    size_t b;
+    mv_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = mv_session_bytes(self->s, B, H, W, parse_threads(nth), &b, err, sizeof(err));
+    Py_END_ALLOW_THREADS
     if (st != MV_OK) { set_status_error(st, err); return NULL; }
-    size_t b = mv_plan_bytes(&p);
-    mv_plan_release(&p);
     return PyLong_FromSize_t(b);
 }
 
-/* node_modes(B, H, W) -> how a plan for that input runs each node:
- * 0 alone, 1 head of a fused inverted residual block (runs all three),
- * 2 / 3 inside one (not run; 3 = the block's output). */
+/* node_modes(B, H, W) -> how a plan for that input runs each node
+ * (_C.MODE_ALONE, MODE_FUSED_HEAD runs the whole block, MODE_FUSED_INNER /
+ * MODE_FUSED_TAIL are inside one: not run, TAIL = the block's output). */
 static PyObject *Graph_node_modes(GraphObject *self, PyObject *args) {
     int B, H, W;
     char err[256] = "";
     if (!PyArg_ParseTuple(args, "iii", &B, &H, &W)) return NULL;
-    if (!self->g) { PyErr_SetString(PyExc_RuntimeError, "Graph not initialised"); return NULL; }
-    const mv_plan_opts opts = graph_opts(self);
+    GRAPH_READY(self);
+    const mv_plan_opts opts = mv_session_opts(self->s);
     mv_plan p;
-    mv_status st = mv_plan_init(&p, self->g, B, H, W, 1, &opts, 1, err, sizeof(err));
+    mv_status st = mv_plan_init(&p, self->s->g, B, H, W, 1, &opts, 1, err, sizeof(err));
     if (st != MV_OK) { set_status_error(st, err); return NULL; }
-    PyObject *l = PyList_New(self->g->nnodes);
-    for (int i = 0; l && i < self->g->nnodes; i++) {
+    PyObject *l = PyList_New(self->s->g->nnodes);
+    for (int i = 0; l && i < self->s->g->nnodes; i++) {
         PyObject *v = PyLong_FromLong(p.mode[i]);
         if (!v) { Py_CLEAR(l); break; }
         PyList_SET_ITEM(l, i, v);
@@ -1241,28 +1145,37 @@ static PyObject *Graph_node_modes(GraphObject *self, PyObject *args) {
 static PyObject *Graph_set_max_bytes(GraphObject *self, PyObject *args) {
     unsigned long long b;
     if (!PyArg_ParseTuple(args, "K", &b)) return NULL;
-    atomic_store(&self->max_bytes, (size_t)b);
+    GRAPH_READY(self);
+    mv_session_set_max_bytes(self->s, (size_t)b);
     Py_RETURN_NONE;
 }
 
+static PyObject *Graph_get_max_bytes(GraphObject *self, PyObject *noargs) {
+    GRAPH_READY(self);
+    return PyLong_FromSize_t(mv_session_max_bytes(self->s));
+}
+
+static void drop_plans_nogil(mv_session *s) {
+    Py_BEGIN_ALLOW_THREADS
+    mv_session_drop_plans(s);
+    Py_END_ALLOW_THREADS
+}
+
 /* set_fusion(min_bytes): fuse inverted residual chains whose expanded map
- * has at least min_bytes per image; -1 never fuses.  Drops cached plans. */
+ * has at least min_bytes per image; -1 never fuses.  Frees cached plans. */
 static PyObject *Graph_set_fusion(GraphObject *self, PyObject *args) {
     long long b;
     if (!PyArg_ParseTuple(args, "L", &b)) return NULL;
-    if (!self->g) { PyErr_SetString(PyExc_RuntimeError, "Graph not initialised"); return NULL; }
+    GRAPH_READY(self);
     if (b < -1) { PyErr_SetString(PyExc_ValueError, "set_fusion: min_bytes must be >= 0, or -1 for never"); return NULL; }
-    atomic_store(&self->fuse_min_bytes, b < 0 ? SIZE_MAX : (size_t)b);
-    /* free the plans made with the old setting (a run holding the lock
-     * finishes with its own snapshot first; later runs re-plan anyway) */
-    int locked = lock_plans(self);
-    drop_plans(self);
-    if (locked) pthread_mutex_unlock(&self->lock);
+    mv_session_set_fusion(self->s, b < 0 ? SIZE_MAX : (size_t)b);
+    drop_plans_nogil(self->s);
     Py_RETURN_NONE;
 }
 
 static PyObject *Graph_get_fusion(GraphObject *self, PyObject *noargs) {
-    size_t b = atomic_load(&self->fuse_min_bytes);
+    GRAPH_READY(self);
+    size_t b = mv_session_opts(self->s).fuse_min_bytes;
     return b == SIZE_MAX ? PyLong_FromLong(-1) : PyLong_FromSize_t(b);
 }
 
@@ -1271,30 +1184,26 @@ static PyObject *Graph_get_fusion(GraphObject *self, PyObject *noargs) {
 static PyObject *Graph_set_winograd(GraphObject *self, PyObject *args) {
     int on;
     if (!PyArg_ParseTuple(args, "p", &on)) return NULL;
-    if (!self->g) { PyErr_SetString(PyExc_RuntimeError, "Graph not initialised"); return NULL; }
-    atomic_store(&self->winograd, on);
+    GRAPH_READY(self);
+    mv_session_set_winograd(self->s, on);
     Py_RETURN_NONE;
 }
 
 static PyObject *Graph_get_winograd(GraphObject *self, PyObject *noargs) {
-    return PyBool_FromLong(atomic_load(&self->winograd));
-}
-
-static PyObject *Graph_get_max_bytes(GraphObject *self, PyObject *noargs) {
-    return PyLong_FromSize_t(atomic_load(&self->max_bytes));
+    GRAPH_READY(self);
+    return PyBool_FromLong(mv_session_opts(self->s).winograd);
 }
 
 static PyObject *Graph_release(GraphObject *self, PyObject *noargs) {
-    int locked = lock_plans(self);
-    drop_plans(self);
-    if (locked) pthread_mutex_unlock(&self->lock);
+    GRAPH_READY(self);
+    drop_plans_nogil(self->s);
     Py_RETURN_NONE;
 }
 
 static PyMethodDef Graph_methods[] = {
-    {"run", (PyCFunction)Graph_run, METH_VARARGS, "run(x_nchw, output_ids, num_threads=0, profile=None) -> list of NCHW arrays; profile: a list that receives each node's seconds"},
-    {"plan_bytes", (PyCFunction)Graph_plan_bytes, METH_VARARGS, "plan_bytes(B, H, W, num_threads=0) -> activation bytes"},
-    {"node_modes", (PyCFunction)Graph_node_modes, METH_VARARGS, "node_modes(B, H, W) -> per node: 0 alone, 1 fused block head, 2/3 inside a fused block"},
+    {"run", (PyCFunction)Graph_run, METH_VARARGS, "run(x_nchw, output_ids, num_threads=0, profile=None, check_finite=False) -> list of NCHW arrays; profile: a list that receives each node's seconds"},
+    {"plan_bytes", (PyCFunction)Graph_plan_bytes, METH_VARARGS, "plan_bytes(B, H, W, num_threads=0) -> activation bytes a call of that shape allocates"},
+    {"node_modes", (PyCFunction)Graph_node_modes, METH_VARARGS, "node_modes(B, H, W) -> per node: MODE_ALONE, MODE_FUSED_HEAD, MODE_FUSED_INNER or MODE_FUSED_TAIL"},
     {"set_max_bytes", (PyCFunction)Graph_set_max_bytes, METH_VARARGS, "cap on activation bytes (0 = none)"},
     {"release", (PyCFunction)Graph_release, METH_NOARGS, "free the cached activation arena"},
     {"set_winograd", (PyCFunction)Graph_set_winograd, METH_VARARGS, "set_winograd(on): eligible 3x3 convs by Winograd F(2x2,3x3) (default) or implicit GEMM"},

@@ -616,7 +616,7 @@ class MobileViT:
         return "the network downsamples by 32"
 
     # ---- running ----------------------------------------------------------------
-    def _check_input(self, x, net: _Network, check_finite: bool = True) -> np.ndarray:
+    def _check_input(self, x, net: _Network) -> np.ndarray:
         if hasattr(x, "detach") and hasattr(x, "cpu"):
             x = to_numpy(x)
         a = np.asarray(x)
@@ -634,16 +634,8 @@ class MobileViT:
                              f"got {a.shape[2]}x{a.shape[3]}")
         if max(a.shape[0], a.shape[2], a.shape[3]) >= 2 ** 31:
             raise ValueError(f"input shape {a.shape}: every dimension must be below 2**31")
-        cap = net.graph.get_max_bytes()
-        if cap and a.shape[0] > 0:
-            # refuse before converting or allocating anything
-            need = net.graph.plan_bytes(int(a.shape[0]), int(a.shape[2]), int(a.shape[3]))
-            if need > cap:
-                raise MemoryError(f"input of shape {a.shape} needs {need / 2 ** 20:.1f} MiB of activations, above "
-                                  f"the limit of {cap / 2 ** 20:.1f} MiB (model.set_memory_limit)")
-        a = np.ascontiguousarray(a, dtype=np.float32)
-        if check_finite and a.size and not np.isfinite(a).all():
-            raise ValueError("input contains NaN or Inf (pass check_finite=False to propagate them)")
+        # the activation cap, the float32 conversion and the finite check are
+        # the C run's (after planning, before converting or allocating)
         return a
 
     def _run(self, x, which, num_threads=None, check_finite=True):
@@ -651,8 +643,8 @@ class MobileViT:
         ``which(net)`` names."""
         nth = _threads_arg(num_threads)
         net = self._ensure_net()
-        a = self._check_input(x, net, check_finite)
-        return net.graph.run(a, tuple(which(net)), nth)
+        a = self._check_input(x, net)
+        return net.graph.run(a, tuple(which(net)), nth, None, bool(check_finite))
 
     def forward(self, x, num_threads: Optional[int] = None, check_finite: bool = True):
         """Logits [B, num_classes] for a float32 NCHW batch (pooled features
@@ -721,7 +713,7 @@ class MobileViT:
         runs = []
         for _ in range(max(1, repeats)):
             prof: list = []
-            net.graph.run(a, (out_id,), nth, prof)
+            net.graph.run(a, (out_id,), nth, prof, True)
             runs.append(prof)
         med = np.median(np.array(runs), axis=0)
         modes = net.graph.node_modes(*a.shape[:1], *a.shape[2:])

@@ -429,15 +429,22 @@ mv_status mv_plan_init(mv_plan *p, const mv_graph *g, int B, int H, int W,
     if (!mv_mul_ok(p->scratch_per_worker, (size_t)nth, &total) ||
         !mv_add_ok(total, p->scratch_offset, &total)) { ERR("arena too large"); st = MV_ERR_NOMEM; goto done; }
     p->arena_floats = total;
-    if (!dry_run) {
-        p->arena = mv_aligned_alloc(total * sizeof(float));
-        if (!p->arena) { ERR("cannot allocate %zu bytes for activations", total * sizeof(float)); st = MV_ERR_NOMEM; goto done; }
-    }
+    if (!dry_run) st = mv_plan_alloc(p, err, errlen);
 done:
     free(last);
     free(blk);
     if (st != MV_OK) mv_plan_release(p);
     return st;
+}
+
+mv_status mv_plan_alloc(mv_plan *p, char *err, size_t errlen) {
+    if (p->arena) return MV_OK;
+    p->arena = mv_aligned_alloc(p->arena_floats * sizeof(float));
+    if (!p->arena) {
+        ERR("cannot allocate %zu bytes for activations", p->arena_floats * sizeof(float));
+        return MV_ERR_NOMEM;
+    }
+    return MV_OK;
 }
 
 /* ---- execution ------------------------------------------------------------ */

@@ -162,6 +162,8 @@ int mv_graph_tensor_channels(const mv_graph *g, int id);
 mv_status mv_plan_init(mv_plan *p, const mv_graph *g, int B, int H, int W,
                        int nth, const mv_plan_opts *opts, int dry_run,
                        char *err, size_t errlen);
+/* Allocates the arena of a plan made with dry_run (no-op if it has one). */
+mv_status mv_plan_alloc(mv_plan *p, char *err, size_t errlen);
 void mv_plan_release(mv_plan *p);
 /* Whether tensor id exists in memory in this plan (tensors inside a fused
  * chain never do, so they cannot be requested as outputs). */

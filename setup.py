@@ -55,7 +55,7 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
-sources = sorted(glob("csrc/ops/*.c")) + sorted(glob("csrc/model/*.c")) + ["csrc/module.c"]
+sources = sorted(glob("csrc/ops/*.c")) + sorted(glob("csrc/model/*.c")) + sorted(glob("csrc/binding/*.c"))
 
 setup(
     ext_modules=[

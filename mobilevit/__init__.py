@@ -47,7 +47,7 @@ def set_isa(isa: str = "auto") -> None:
         raise ValueError(f"unknown ISA {isa!r}; choose one of auto, {', '.join(_ISA_NAMES)}")
     if isa not in _C.available_isas():
         raise ValueError(f"ISA {isa!r} is not supported by this CPU (available: {', '.join(_C.available_isas())})")
-    _C.set_isa(_ISA_NAMES.index(isa))
+    _C.set_isa(isa)
 
 
 def get_isa() -> str:

@@ -1,0 +1,306 @@
+/* exec.c - the executor: one OpenMP parallel region per forward pass,
+ * nodes cut into chunks that workers claim (see the comment above
+ * mv_plan_run_timed), and the throughput mode's whole-image loop. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include "graph_internal.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+
+static void run_node(const mv_graph *g, const mv_plan *p, int i,
+                     const mv_kernel_table *kt, int tid, int nth, int worker) {
+    const mv_node *n = &g->nodes[i];
+    const mv_tensor_info *x = &p->t[n->in[0]], *o = &p->t[i + 1];
+    float *A = p->arena;
+    const float *X = A + x->offset;
+    float *Y = A + o->offset;
+    float *scratch = A + p->scratch_offset + (size_t)worker * p->scratch_per_worker;  /* this worker's */
+    if (p->mode[i] == MV_MODE_HEAD) {      /* nodes i, i+1, i+2 as one block */
+        const mv_node *d = &g->nodes[i + 1], *q = &g->nodes[i + 2];
+        const mv_tensor_info *e = &p->t[i + 1], *y = &p->t[i + 3];
+        mv_invres_args a = {
+            .B = x->B, .H = x->H, .W = x->W, .Cin = x->C, .X = X,
+            .Ce = e->C, .We = n->w, .be = n->bias, .act_e = n->p.conv.act,
+            .OH = y->H, .OW = y->W, .stride = d->p.dwconv.stride, .pad = d->p.dwconv.pad,
+            .dil = d->p.dwconv.dilation, .Wdw = d->w, .bdw = d->bias, .act_dw = d->p.dwconv.act,
+            .Cout = y->C, .Wp = q->w, .bp = q->bias, .has_res = q->p.conv.residual,
+            .Y = A + y->offset, .rows = mv_invres_group_rows(y->H, y->W), .scratch = scratch};
+        mv_invres_nhwc_f32(&a, kt, tid, nth);
+        return;
+    }
+    switch (n->op) {
+    case MV_OP_CONV: {
+        const mv_conv_params *c = &n->p.conv;
+        const mv_tensor_info *x2 = c->concat ? &p->t[n->in[1]] : NULL;
+        const mv_tensor_info *r = c->residual ? &p->t[n->in[n->nin - 1]] : NULL;
+        if (mv_node_is_pointwise(n)) {
+            mv_gemm_args a = {.M = (ptrdiff_t)x->B * x->H * x->W, .N = n->cout, .K = x->C,
+                              .A = X, .lda = x->C, .Wp = n->w, .bias = n->bias,
+                              .R = r ? A + r->offset : NULL, .ldr = n->cout,
+                              .C = Y, .ldc = n->cout, .act = c->act};
+            kt->gemm(&a, tid, nth);
+        } else {
+            mv_conv2d_args a = {.B = x->B, .H = x->H, .W = x->W,
+                                .C1 = x->C, .X1 = X, .ldx1 = x->C,
+                                .C2 = x2 ? x2->C : 0, .X2 = x2 ? A + x2->offset : NULL, .ldx2 = x2 ? x2->C : 0,
+                                .OH = o->H, .OW = o->W, .Cout = n->cout,
+                                .kh = c->kh, .kw = c->kw, .stride = c->stride, .pad = c->pad, .dil = c->dilation,
+                                .Wp = n->w, .bias = n->bias, .R = r ? A + r->offset : NULL, .ldr = n->cout,
+                                .Y = Y, .ldy = n->cout, .act = c->act, .zero = g->zero, .scratch = scratch};
+            if (n->w2 && p->opts.winograd) {
+                a.Wp = n->w2;
+                kt->conv3x3_wino(&a, tid, nth);
+            } else {
+                kt->conv2d(&a, tid, nth);
+            }
+        }
+        break;
+    }
+    case MV_OP_DWCONV: {
+        const mv_dwconv_params *d = &n->p.dwconv;
+        mv_dwconv2d_args a = {.B = x->B, .H = x->H, .W = x->W, .C = x->C, .X = X, .OH = o->H, .OW = o->W,
+                              .stride = d->stride, .pad = d->pad, .dil = d->dilation,
+                              .Wt = n->w, .bias = n->bias, .Y = Y, .act = d->act};
+        kt->dwconv2d(&a, tid, nth);
+        break;
+    }
+    case MV_OP_LAYERNORM:
+        kt->layernorm(X, (ptrdiff_t)x->B * x->H * x->W, x->C, x->C, n->gamma, n->bias,
+                                   n->p.norm.eps, Y, o->C, tid, nth);
+        break;
+    case MV_OP_GROUPNORM1:
+        kt->groupnorm1(X, x->B, (ptrdiff_t)x->H * x->W, x->C, n->gamma, n->bias, n->p.norm.eps, Y, tid, nth);
+        break;
+    case MV_OP_ATTENTION: {
+        const mv_attention_params *at = &n->p.attention;
+        mv_attention_args a = {.B = x->B, .H = x->H, .W = x->W, .ph = at->patch_h, .pw = at->patch_w,
+                               .D = o->C, .heads = at->heads, .scale = at->scale,
+                               .QKV = X, .ldqkv = x->C, .O = Y, .ldo = o->C, .scratch = scratch};
+        kt->attention(&a, tid, nth);
+        break;
+    }
+    case MV_OP_RESIZE:
+        if (o->root != i + 1) break;     /* identity alias */
+        mv_resize_bilinear_nhwc_f32__ref(X, x->B, x->H, x->W, x->C, Y, o->H, o->W, n->p.resize.align_corners, tid, nth);
+        break;
+    case MV_OP_SEP_ATTENTION: {
+        mv_sep_attention_args a = {.B = x->B, .H = x->H, .W = x->W, .ph = n->p.sep_attention.patch_h,
+                                   .pw = n->p.sep_attention.patch_w, .D = o->C, .QKV = X, .ldqkv = x->C,
+                                   .O = Y, .ldo = o->C, .scratch = scratch};
+        kt->sep_attention(&a, tid, nth);
+        break;
+    }
+    case MV_OP_CROP_PAD:
+        if (o->root != i + 1) break;     /* identity alias */
+        mv_crop_pad_nhwc_f32__ref(X, x->B, x->H, x->W, x->C, Y, o->H, o->W, tid, nth);
+        break;
+    case MV_OP_GAP:
+        mv_gap_nhwc_f32__ref(X, x->B, (ptrdiff_t)x->H * x->W, x->C, x->C, Y, tid, nth);
+        break;
+    case MV_OP_ADD:
+        mv_add_f32__ref(X, A + p->t[n->in[1]].offset, (ptrdiff_t)x->B * x->H * x->W * x->C, Y, tid, nth);
+        break;
+    case MV_OP_ACT:
+        kt->act(X, (ptrdiff_t)x->B * x->H * x->W * x->C, n->p.act.act, Y, tid, nth);
+        break;
+    case MV_OP_CONCAT:
+        mv_concat_nhwc_f32__ref(X, x->C, A + p->t[n->in[1]].offset, p->t[n->in[1]].C,
+                                (ptrdiff_t)x->B * x->H * x->W, Y, tid, nth);
+        break;
+    default:
+        break;
+    }
+}
+
+static void emit_outputs(const mv_plan *p, const mv_outputs *out, int id,
+                         int tid, int nth) {
+    for (int k = 0; k < out->n; k++)
+        if (out->ids[k] == id) {
+            const mv_tensor_info *t = &p->t[id];
+            mv_nhwc_to_nchw_f32__ref(p->arena + t->offset, t->B, t->C, t->H, t->W, t->C, out->dst[k], tid, nth);
+        }
+}
+
+static int wants(const mv_outputs *out, int id) {
+    for (int k = 0; k < out->n; k++) if (out->ids[k] == id) return 1;
+    return 0;
+}
+
+static double mv_now(void) {
+#ifdef _OPENMP
+    return omp_get_wtime();
+#else
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+#endif
+}
+
+mv_status mv_plan_run(mv_plan *p, const mv_graph *g, const float *x,
+                      const mv_outputs *out, int nth, mv_isa isa) {
+    return mv_plan_run_timed(p, g, x, out, nth, isa, NULL);
+}
+
+/* ---- executor ---------------------------------------------------------------
+ * A run is a list of phases (input layout change, each node, each output
+ * copy).  Phase k is cut into nchunk[k] chunks; workers claim chunks with an
+ * atomic counter and start phase k only when every chunk of phase k-1 is
+ * done.  A worker that the OS does not schedule therefore never holds the
+ * others up unless it is inside a chunk: on an oversubscribed machine the
+ * network degrades to fewer threads instead of stalling at every node (a
+ * plain barrier costs a scheduler time slice per node there).  Chunk
+ * boundaries only decide who computes what; every kernel computes each output
+ * element the same way whatever its share, so results are bit-identical for
+ * any thread count and any interleaving. */
+
+enum { PH_INPUT = 0, PH_NODE = 1, PH_EMIT = 2 };
+
+typedef struct {
+    int kind, node;        /* node index for PH_NODE / PH_EMIT (tensor node+1) */
+    int nchunk;
+    atomic_int next, done;
+} mv_phase;
+
+typedef struct {
+    mv_plan *p;
+    const mv_graph *g;
+    const float *x;
+    const mv_outputs *out;
+    const mv_kernel_table *kt;
+    mv_phase *ph;
+    int nph;
+    double *times;         /* per node, or NULL */
+    double t_start;
+} mv_run;
+
+static inline void mv_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static void run_phase(mv_run *r, int k, int chunk, int worker) {
+    mv_phase *ph = &r->ph[k];
+    switch (ph->kind) {
+    case PH_INPUT:
+        mv_nchw_to_nhwc_f32__ref(r->x, r->p->B, r->g->in_channels, r->p->H, r->p->W,
+                                 r->p->arena + r->p->t[0].offset, chunk, ph->nchunk);
+        break;
+    case PH_NODE:
+        run_node(r->g, r->p, ph->node, r->kt, chunk, ph->nchunk, worker);
+        break;
+    case PH_EMIT:
+        emit_outputs(r->p, r->out, ph->node + 1, chunk, ph->nchunk);
+        break;
+    }
+}
+
+static void run_worker(mv_run *r, int worker) {
+    for (int k = 0; k < r->nph; k++) {
+        if (k > 0) {
+            mv_phase *prev = &r->ph[k - 1];
+            for (int spins = 0; atomic_load_explicit(&prev->done, memory_order_acquire) < prev->nchunk; spins++) {
+                if (spins < 4000) mv_cpu_relax();
+                else sched_yield();
+            }
+        }
+        mv_phase *ph = &r->ph[k];
+        int c;
+        while ((c = atomic_fetch_add_explicit(&ph->next, 1, memory_order_relaxed)) < ph->nchunk) {
+            run_phase(r, k, c, worker);
+            if (atomic_fetch_add_explicit(&ph->done, 1, memory_order_acq_rel) + 1 == ph->nchunk &&
+                r->times && ph->kind == PH_NODE)
+                r->times[ph->node] = mv_now();
+        }
+    }
+}
+
+mv_status mv_plan_run_timed(mv_plan *p, const mv_graph *g, const float *x,
+                            const mv_outputs *out, int nth, mv_isa isa,
+                            double *times) {
+    if (nth > p->nth) nth = p->nth;
+    if (nth < 1) nth = 1;
+    int nph = 1 + g->nnodes;
+    for (int i = 0; i < g->nnodes; i++) nph += wants(out, i + 1);
+    mv_phase *ph = malloc((size_t)nph * sizeof(mv_phase));
+    if (!ph) return MV_ERR_NOMEM;
+    /* more chunks than workers balances uneven shares; one when alone */
+    int chunks = nth > 1 ? 4 * nth : 1;
+    int k = 0;
+    ph[k].kind = PH_INPUT; ph[k].node = -1; ph[k].nchunk = chunks; k++;
+    for (int i = 0; i < g->nnodes; i++) {
+        int skip = p->mode[i] == MV_MODE_INNER || p->mode[i] == MV_MODE_TAIL;   /* run by the head */
+        if (!skip) {
+            ph[k].kind = PH_NODE; ph[k].node = i; ph[k].nchunk = chunks;
+            if (p->mode[i] == MV_MODE_HEAD) {  /* every chunk re-expands its edge rows: keep them tall */
+                const mv_tensor_info *y = &p->t[i + 3];
+                int minrows = MV_MAX(mv_invres_group_rows(y->H, y->W), g->nodes[i + 1].p.dwconv.stride == 1 ? 8 : 4);
+                ptrdiff_t c = (ptrdiff_t)y->B * y->H / minrows;
+                ph[k].nchunk = (int)MV_MAX(1, MV_MIN((ptrdiff_t)chunks, c));
+            }
+            k++;
+        }
+        if (wants(out, i + 1)) { ph[k].kind = PH_EMIT; ph[k].node = i; ph[k].nchunk = chunks; k++; }
+    }
+    nph = k;
+    for (k = 0; k < nph; k++) { atomic_init(&ph[k].next, 0); atomic_init(&ph[k].done, 0); }
+    mv_run r = {p, g, x, out, mv_kernels(isa), ph, nph, times, 0.0};
+    double t0 = times ? mv_now() : 0.0;
+#ifdef _OPENMP
+    if (nth > 1) {
+#pragma omp parallel num_threads(nth)
+        run_worker(&r, omp_get_thread_num());
+    } else
+#endif
+        run_worker(&r, 0);
+    if (times)       /* completion stamps -> per-node durations */
+        for (int i = 0; i < g->nnodes; i++) {
+            double t1 = (p->mode[i] == MV_MODE_INNER || p->mode[i] == MV_MODE_TAIL) ? t0 : times[i];
+            times[i] = t1 - t0;
+            t0 = t1;
+        }
+    free(ph);
+    return MV_OK;
+}
+
+size_t mv_plan_image_floats(const mv_plan *p, int id) {
+    const mv_tensor_info *t = &p->t[id];
+    return (size_t)t->C * t->H * t->W;
+}
+
+mv_status mv_plan_run_images(mv_plan *plans, int nplans, const mv_graph *g,
+                             const float *x, int nimg, const mv_outputs *out,
+                             mv_isa isa) {
+    size_t x_img = (size_t)g->in_channels * plans[0].H * plans[0].W;
+    size_t o_img[64];
+    if (out->n > 64) return MV_ERR_ARG;
+    for (int k = 0; k < out->n; k++) o_img[k] = mv_plan_image_floats(&plans[0], out->ids[k]);
+    atomic_int next;
+    atomic_init(&next, 0);
+    atomic_int failed;
+    atomic_init(&failed, 0);
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nplans) if (nplans > 1)
+#endif
+    {
+#ifdef _OPENMP
+        int w = nplans > 1 ? omp_get_thread_num() : 0;
+#else
+        int w = 0;
+#endif
+        float *dst[64];
+        mv_outputs oi = {out->n, out->ids, dst};
+        int i;
+        while (w < nplans && (i = atomic_fetch_add(&next, 1)) < nimg) {
+            for (int k = 0; k < out->n; k++) dst[k] = out->dst[k] + (size_t)i * o_img[k];
+            if (mv_plan_run_timed(&plans[w], g, x + (size_t)i * x_img, &oi, 1, isa, NULL) != MV_OK)
+                atomic_store(&failed, 1);
+        }
+    }
+    return atomic_load(&failed) ? MV_ERR_NOMEM : MV_OK;
+}

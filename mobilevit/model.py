@@ -491,11 +491,41 @@ class MobileViT:
             self._state = _State(new, self._compile(new) if build else None)
 
     def _settings(self):
-        """Graph settings a rebuilt network inherits from the current one."""
+        """Graph settings a rebuilt network inherits from the current one
+        (or the ones set before any network was built)."""
         net = self._state.net
+        pending = getattr(self, "_pending", {})
         if net is None:
-            return (None, None, self._max_bytes)
+            return (pending.get("fusion"), pending.get("winograd"), self._max_bytes)
         return (net.graph.get_fusion(), net.graph.get_winograd(), self._max_bytes)
+
+    def _set_graph_option(self, name, value):
+        with self._lock:
+            net = self._state.net
+            if net is None:
+                if not hasattr(self, "_pending"):
+                    self._pending = {}
+                self._pending[name] = value
+            elif name == "fusion":
+                net.graph.set_fusion(value)
+            else:
+                net.graph.set_winograd(value)
+
+    def set_fusion(self, min_bytes: Optional[int]) -> None:
+        """Run expand -> depthwise -> project chains as one fused block when
+        the expanded map has at least ``min_bytes`` per image (None: the
+        default, ``mobilevit.testing.FUSE_MIN_BYTES``; -1: never).  Results
+        are bit-identical either way; only speed and memory change."""
+        if min_bytes is None:
+            min_bytes = _C.FUSE_MIN_BYTES
+        if isinstance(min_bytes, bool) or not isinstance(min_bytes, (int, np.integer)) or min_bytes < -1:
+            raise ValueError(f"min_bytes must be an int >= 0, -1 (never) or None (default), got {min_bytes!r}")
+        self._set_graph_option("fusion", int(min_bytes))
+
+    def set_winograd(self, on: bool = True) -> None:
+        """Run eligible 3x3 convs (stride 1, >= 16 channels) by Winograd
+        F(2x2, 3x3) (default) or by implicit GEMM; the two agree to a few ulp."""
+        self._set_graph_option("winograd", bool(on))
 
     def _compile(self, params) -> _Network:
         return _Network(self.cfg, params, self._settings())

@@ -232,7 +232,7 @@ def interpolate_bilinear_argmax(x, size, align_corners=False, num_threads=None):
 
 def global_avg_pool(x, num_threads=None):
     """Mean over H and W: NCHW [B, C, H, W] -> [B, C]."""
-    return _C.gap(_nhwc(x), _nt(num_threads))
+    return _C.global_avg_pool(_nhwc(x), _nt(num_threads))
 
 
 def concat(a, b, num_threads=None):

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import mobilevit
+from mobilevit import testing
 
 DEFAULT = 262144
 NEVER = -1
@@ -41,7 +42,7 @@ def model(key):
 def _restore_fusion():
     yield
     for m in _models.values():
-        m._ensure_graph().set_fusion(DEFAULT)
+        m.set_fusion(DEFAULT)
 
 
 def image(shape, seed=0):
@@ -49,20 +50,20 @@ def image(shape, seed=0):
 
 
 def outputs(m, x, fusion):
-    m._ensure_graph().set_fusion(fusion)
+    m.set_fusion(fusion)
     y = m(x)
     return list(y) if isinstance(y, list) else [y]
 
 
 def dw_nodes(m):
-    return [i for i, tag in enumerate(m._node_tags) if tag == "depthwise 3x3"]
+    return [i for i, tag in enumerate(testing.node_tags(m)) if tag == "depthwise 3x3"]
 
 
 def is_fused_away(m, tensor_id, hw):
     """Whether tensor_id is elided at input size hw (checked on an empty
     batch: the plan decision is per image, nothing is computed)."""
     try:
-        m._ensure_graph().run(np.zeros((0, 3, *hw), np.float32), (tensor_id,))
+        testing.graph(m).run(np.zeros((0, 3, *hw), np.float32), (tensor_id,))
         return False
     except ValueError as e:
         assert "fused" in str(e)
@@ -99,7 +100,7 @@ def test_fused_bit_identical_to_unfused(isa, key, shape, threads):
     # and unfused chains mixed; the default fuses none of xxs's here)
     for fusion in (0, 65536):
         assert_identical(outputs(m, x, fusion), ref, f"{key} {isa} nth={threads} fusion={fusion}")
-    m._ensure_graph().set_fusion(0)
+    m.set_fusion(0)
     fused = [k for k in dw_nodes(m) if is_fused_away(m, k + 1, shape[2:])]
     assert len(fused) == num_mv2(m), f"{key}: fused depthwise nodes {fused}"
 
@@ -139,7 +140,7 @@ def test_features_only_fused_matches(key, threads):
     assert_identical(fused, unfused, key)
     # the stage maps read through forward_features too (all five stages)
     f_fused = m.forward_features(x)
-    m._ensure_graph().set_fusion(NEVER)
+    m.set_fusion(NEVER)
     assert_identical(f_fused, m.forward_features(x), f"{key} forward_features")
 
 
@@ -154,10 +155,10 @@ INNER = [("xxs", 0, "stages.0.0", (32, 48)),
 @pytest.mark.parametrize("key,which,block,hw", INNER, ids=[r[0] for r in INNER])
 def test_inner_tensor_request(key, which, block, hw):
     m = model(key)
-    g = m._ensure_graph()
+    g = testing.graph(m)
     x = image((1, 3, 64, 96))
     k = dw_nodes(m)[which]
-    assert m._node_tags[k - 1] == "conv 1x1" and m._node_tags[k + 1] == "conv 1x1"
+    assert testing.node_tags(m)[k - 1] == "conv 1x1" and testing.node_tags(m)[k + 1] == "conv 1x1"
     ce = m.params[f"{block}.conv2_kxk.conv.weight"].shape[0]
     cout = m.params[f"{block}.conv3_1x1.conv.weight"].shape[0]
     g.set_fusion(0)
@@ -182,7 +183,7 @@ def test_inner_tensor_request(key, which, block, hw):
 def test_threshold_is_per_image_and_inclusive():
     """A chain is fused iff its expanded map has >= min_bytes per image."""
     m = model("xxs")
-    g = m._ensure_graph()
+    g = testing.graph(m)
     k = dw_nodes(m)[0]
     x = image((2, 3, 64, 96))
     g.set_fusion(NEVER)
@@ -230,7 +231,7 @@ def test_fused_matches_timm_reference(isa):
     from reference_models import assert_close
     r = timm_reference()
     ours, x = r["ours"], r["x"]
-    ours._ensure_graph().set_fusion(0)
+    ours.set_fusion(0)
     assert is_fused_away(ours, dw_nodes(ours)[0] + 1, x.shape[2:])
     mobilevit.set_isa(isa)
     try:
@@ -238,7 +239,7 @@ def test_fused_matches_timm_reference(isa):
         for i, (f, rf) in enumerate(zip(ours.forward_features(x), r["feats"])):
             assert_close(f, rf, what=f"{isa} fused stage {i + 1}")
     finally:
-        ours._ensure_graph().set_fusion(DEFAULT)
+        ours.set_fusion(DEFAULT)
 
 
 # ---- 6. argument validation ----------------------------------------------------------------------
@@ -247,7 +248,7 @@ def test_fused_matches_timm_reference(isa):
                                      ("0", TypeError), (None, TypeError)])
 def test_set_fusion_validation(arg, exc):
     m = model("xxs")
-    g = m._ensure_graph()
+    g = testing.graph(m)
     g.set_fusion(0)
     with pytest.raises(exc):
         g.set_fusion(arg)
@@ -257,7 +258,7 @@ def test_set_fusion_validation(arg, exc):
 def test_profile_reports_fused_blocks():
     """profile() names the fused blocks as one family and keeps the others."""
     m = mobilevit.create_model("mobilevit_xxs")
-    g = m._ensure_graph()
+    g = testing.graph(m)
     x = np.random.default_rng(0).random((1, 3, 96, 128), dtype=np.float32)
     try:
         g.set_fusion(0)
@@ -272,4 +273,5 @@ def test_profile_reports_fused_blocks():
     assert "depthwise 3x3" not in fused        # every MV2 block of xxs is fused at 0
     assert fused["attention"] > 0 and plain["attention"] > 0
     modes = g.node_modes(1, 96, 128)
-    assert len(modes) == len(m._node_tags) and set(modes) <= {0, 1, 2, 3}
+    assert len(modes) == len(testing.node_tags(m)) and set(modes) <= {testing.MODE_ALONE, testing.MODE_FUSED_HEAD, testing.MODE_FUSED_INNER,
+                                                     testing.MODE_FUSED_TAIL}

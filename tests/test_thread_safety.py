@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import mobilevit
+from mobilevit import testing
 from mobilevit import ops
 
 SIZES = [(64, 64), (97, 131), (160, 128)]
@@ -33,7 +34,7 @@ def _expected(name, weights, xs):
     for w in weights:
         m = mobilevit.create_model(name, weights=w)
         for wino in (True, False):
-            m._ensure_graph().set_winograd(wino)
+            m.set_winograd(wino)
             for i, x in enumerate(xs):
                 out[i].append(m(x))
     return out
@@ -73,13 +74,13 @@ def test_setters_while_forward_runs_give_old_or_new_never_a_mix(name):
                     flip ^= 1
                     model.load_state_dict(wb if flip else wa)
                 elif op == 1:
-                    model._ensure_graph().set_winograd(bool(r.integers(0, 2)))
+                    model.set_winograd(bool(r.integers(0, 2)))
                 elif op == 2:
-                    model._ensure_graph().set_fusion(int(r.choice([-1, 0, 256 * 1024, 4096])))
+                    model.set_fusion(int(r.choice([-1, 0, 256 * 1024, 4096])))
                 elif op == 3:
                     model.set_memory_limit(int(r.choice([0, 2 ** 34])))
                 else:
-                    model._ensure_graph().release()
+                    testing.graph(model).release()
             except Exception as e:            # noqa: BLE001
                 errors.append("setter: " + repr(e))
                 return
@@ -102,14 +103,27 @@ def test_setters_while_forward_runs_give_old_or_new_never_a_mix(name):
     assert done[0] >= 20
 
 
+def test_model_level_graph_options_before_and_after_build():
+    m = mobilevit.create_model("mobilevit_xxs")          # no network built yet
+    m.set_fusion(-1)
+    m.set_winograd(False)
+    g = testing.graph(m)
+    assert (g.get_fusion(), g.get_winograd()) == (-1, False)
+    m.set_fusion(None)
+    assert g.get_fusion() == testing.FUSE_MIN_BYTES
+    for bad in (-2, 1.5, "0", True):
+        with pytest.raises(ValueError):
+            m.set_fusion(bad)
+
+
 def test_graph_settings_survive_a_reload():
     m = mobilevit.create_model("mobilevit_xxs")
-    g = m._ensure_graph()
+    g = testing.graph(m)
     g.set_fusion(-1)
     g.set_winograd(False)
     m.set_memory_limit(123 * 2 ** 20)
     m.load_state_dict(_other_weights(m, 2))
-    g2 = m._ensure_graph()
+    g2 = testing.graph(m)
     assert g2 is not g
     assert (g2.get_fusion(), g2.get_winograd(), g2.get_max_bytes()) == (-1, False, 123 * 2 ** 20)
 
@@ -127,7 +141,7 @@ def test_per_call_num_threads_validated_like_set_num_threads(n):
     calls = [lambda: m(x, num_threads=n), lambda: m.forward_features(x, num_threads=n),
              lambda: m.segment(x, num_threads=n), lambda: m.profile(x, repeats=1, num_threads=n),
              lambda: ops.silu(x, num_threads=n), lambda: ops.conv1x1(x, np.ones((2, 3, 1, 1)), num_threads=n),
-             ] + ([lambda: m._ensure_graph().run(x, (1,), n)] if n else [])   # 0 = default in C
+             ] + ([lambda: testing.graph(m).run(x, (1,), n)] if n else [])   # 0 = default in C
     for call in calls:
         with pytest.raises(ValueError, match="num_threads"):
             call()

@@ -16,6 +16,7 @@ F = torch.nn.functional
 
 import mobilevit  # noqa: E402
 from mobilevit import ops  # noqa: E402
+from mobilevit import testing  # noqa: E402
 from reference_models import assert_close  # noqa: E402
 
 
@@ -82,7 +83,7 @@ def test_models_with_and_without_winograd(isa, name):
     with torch.no_grad():
         ref = ref_model(t(x)).numpy()
     mobilevit.set_isa(isa)
-    g = ours._ensure_graph()
+    g = testing.graph(ours)
     try:
         on = ours(x)
         g.set_winograd(False)

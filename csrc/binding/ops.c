@@ -514,7 +514,7 @@ done:
 }
 
 /* gap(x[B,H,W,C], nth) -> [B,C] */
-static PyObject *py_gap(PyObject *self, PyObject *args) {
+static PyObject *py_global_avg_pool(PyObject *self, PyObject *args) {
     PyObject *xo;
     int nth;
     if (!PyArg_ParseTuple(args, "Oi", &xo, &nth)) return NULL;
@@ -567,7 +567,7 @@ PyMethodDef mv_op_methods[] = {
     {"fold", py_fold, METH_VARARGS, NULL},
     {"resize_bilinear", py_resize, METH_VARARGS, NULL},
     {"resize_argmax", py_resize_argmax, METH_VARARGS, NULL},
-    {"gap", py_gap, METH_VARARGS, NULL},
+    {"global_avg_pool", py_global_avg_pool, METH_VARARGS, NULL},
     {"nchw_to_nhwc", py_nchw_to_nhwc, METH_VARARGS, NULL},
     {"nhwc_to_nchw", py_nhwc_to_nchw, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},

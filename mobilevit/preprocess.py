@@ -212,20 +212,18 @@ class Preprocess:
         if limit is None:
             return
         if self.resize_size is not None:
-            field, value, (rh, rw) = "resize_size", self.resize_size, self.resize_size
+            rh, rw = self.resize_size
         elif self.resize_shortest is not None:   # the smallest resize it can produce: a square image
-            field, value = "resize_shortest", self.resize_shortest
             rh = rw = self.resize_shortest
         else:
-            field, value, rh, rw = None, None, 1, 1
-        need_resize = self._resize_bytes(rh, rw, rh, rw, exact=False)
+            rh = rw = 1
         out = self.crop if self.crop is not None else (rh, rw)
-        need = need_resize + self._float_bytes(*out)
+        need = self._resize_bytes(rh, rw, rh, rw, exact=False) + self._float_bytes(*out)
         if need > limit:
-            if self.crop is not None and self._float_bytes(*self.crop) > limit / 2:
-                field, value = "crop", self.crop
+            sizes = ", ".join(f"{k}={getattr(self, k)!r}" for k in ("resize_shortest", "resize_size", "crop")
+                              if getattr(self, k) is not None)
             raise PreprocessLimitError(
-                f"preprocessing {field}={value!r} would need at least {_fmt_bytes(need)} per image "
+                f"preprocessing with {sizes} would need at least {_fmt_bytes(need)} per image "
                 f"(resize to >= {rh}x{rw}, output {out[0]}x{out[1]}); the limit is {_fmt_bytes(limit)} "
                 "(mobilevit.preprocess.set_memory_limit)")
 

@@ -104,7 +104,7 @@ def read_existing(path: str, kind: str, top_k: int) -> Tuple["collections.Counte
             except (ValueError, KeyError, TypeError) as e:
                 raise ResumeError(f"cannot resume {path!r}: line {lineno} is not a prediction row "
                                   f"({type(e).__name__}: {e})") from None
-            done[name] += 1
+            done[display_name(name)] += 1   # rows of older versions may hold raw surrogates
             good += len(line)
     else:
         pos = [0]
@@ -114,16 +114,20 @@ def read_existing(path: str, kind: str, top_k: int) -> Tuple["collections.Counte
                 pos[0] += len(line)
                 yield line
 
-        reader = csv.reader(feed())
+        # strict: end of data inside a quoted field (a row cut after an embedded newline) is an
+        # error, not a short row
+        reader = csv.reader(feed(), strict=True)
         header = _csv_header(top_k)
         while True:
             try:
                 rec = next(reader)
             except StopIteration:
                 break
-            except csv.Error:                           # EOF inside a quoted field: cut short
-                break
-            if not text[:pos[0]].endswith("\n"):
+            except csv.Error as e:
+                if pos[0] >= len(text):
+                    break                               # cut short inside a quoted field: dropped
+                raise ResumeError(f"cannot resume {path!r}: malformed CSV before character {pos[0]} ({e})") from None
+            if pos[0] == 0 or text[pos[0] - 1] != "\n":
                 break                                   # cut short: dropped
             if not has_header:
                 if rec != header:
@@ -369,10 +373,11 @@ def cmd_segment(args) -> int:
             if args.overlay:
                 color = out.convert("RGB")
                 Image.blend(img, color, 0.5).save(os.path.join(args.output, stem + "_overlay.png"))
-            print(f"{path}\t{os.path.join(args.output, stem + '_mask.png')}", flush=True)
+            print(f"{display_name(path)}\t{display_name(os.path.join(args.output, stem + '_mask.png'))}",
+                  flush=True)
             ok += 1
         except Exception as e:
-            print(f"{path}\tERROR\t{type(e).__name__}: {e}", flush=True)
+            print(f"{display_name(path)}\tERROR\t{display_name(f'{type(e).__name__}: {e}')}", flush=True)
             failed += 1
     print(f"mobilevit segment: {ok} segmented, {failed} failed", file=sys.stderr)
     return 0 if ok > 0 else 1

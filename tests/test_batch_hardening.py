@@ -240,16 +240,27 @@ def test_interrupt_then_resume_gives_each_input_once(tmp_path, weights, many_ima
 @pytest.mark.parametrize("fmt", ["jsonl", "csv"])
 def test_resume_drops_a_cut_last_row(tmp_path, weights, fmt):
     paths = [_png(tmp_path / f"i{i}.png", 40, 40, seed=i) for i in range(5)]
+    paths[1] = _png(tmp_path / 'we"ird,\nname\r.png', 40, 40, seed=9)   # CSV quoting across lines
     paths.insert(2, str(tmp_path / "missing.png"))
     out = str(tmp_path / f"o.{fmt}")
     base = ["predict", *paths, "--weights", weights, "--preset", "hf", "--top-k", "2", "--output", out]
-    assert main(base[:3] + base[7:]) == 0       # the first 2 inputs ...
+    assert main(base[:2] + base[7:]) == 0       # the first input
+    one = open(out, "rb").read()
+    assert main(base[:3] + base[7:]) == 0       # the first two
     raw = open(out, "rb").read()
-    with open(out, "ab") as f:                  # ... plus half of the third row, as a killed run leaves it
-        f.write(raw[raw.index(b"\n") + 1:][:25] if fmt == "csv" else raw[:25])
+    second = raw[len(one):]                     # the row of the odd name (spans two lines in CSV)
+    assert raw.startswith(one) and second.endswith(b"\n")
+    from mobilevit.cli import read_existing
+    for cut in range(len(second)):              # a cut anywhere in the second row: only the first row counts
+        with open(out, "wb") as f:
+            f.write(one + second[:cut])
+        done, keep, _ = read_existing(out, fmt, 2)
+        assert (dict(done), keep) == ({display_name(paths[0]): 1}, len(one)), cut
+    with open(out, "wb") as f:                  # the first row, then the second cut short, as a killed run leaves it
+        f.write(one + second[:-4])
     assert main(base + ["--resume"]) == 0
     got = _rows(out)
-    assert got == paths                         # one row per input, in order, the cut row redone
+    assert got == paths                         # one row per input, in order: the cut row dropped and redone
     assert open(out, "rb").read().endswith(b"\n")
 
 

@@ -284,8 +284,13 @@ def cmd_predict(args) -> int:
                 print(f"mobilevit predict: cannot load weights {args.weights!r}: {type(e).__name__}: {e}",
                       file=sys.stderr)
                 return 2
-            pred = Predictor(model, preset=args.preset, batch_size=args.batch_size, top_k=args.top_k,
-                             multi_scale=args.multi_scale, num_threads=args.threads)
+            try:
+                pred = Predictor(model, preset=args.preset, batch_size=args.batch_size, top_k=args.top_k,
+                                 multi_scale=args.multi_scale, num_threads=args.threads)
+            except ValueError as e:  # e.g. a preprocessing config no image could pass (crop_size 10**6)
+                what = f"preset {args.preset!r}" if args.preset else "the checkpoint's preprocessing"
+                print(f"mobilevit predict: cannot use {what}: {type(e).__name__}: {e}", file=sys.stderr)
+                return 2
             files = list(expand_paths(paths))
             try:
                 writer = _Writer(args.output, args.top_k, resume=args.resume)

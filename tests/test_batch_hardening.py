@@ -84,11 +84,12 @@ def test_bad_members_get_their_own_error_rows(model, tmp_path):
         good,                                        # 7 ok
         np.full((3, 64, 64), np.inf, np.float32),    # 8 Inf preprocessed array
         chw,                                         # 9 ok
+        np.zeros((3, 64, 64), np.uint8),             # 10 uint8 CHW (not an HWC image)
     ]
     pred = mobilevit.Predictor(model, preset=SMALL, batch_size=4, top_k=2, num_workers=1)
     rows = list(pred.predict(inputs))
     assert [r["index"] for r in rows] == list(range(len(inputs)))
-    assert {r["index"] for r in rows if r["error"]} == {1, 3, 4, 5, 6, 8}
+    assert {r["index"] for r in rows if r["error"]} == {1, 3, 4, 5, 6, 8, 10}
     for i in (0, 2, 7, 9):
         assert rows[i]["predictions"], rows[i]
         assert [p["class_id"] for p in rows[i]["predictions"]] == _top(model, chw, 2)
@@ -421,3 +422,13 @@ def test_hostile_files_are_error_rows_in_predictor_and_cli(model, weights, tmp_p
     rows = [_strict_loads(line) for line in open(out, encoding="utf-8")]
     assert [r["input"] for r in rows] == inputs and [bool(r["error"]) for r in rows] == [0, 1, 0, 1, 0]
     assert "3 predicted, 2 failed" in capsys.readouterr().err
+
+
+def test_cli_refuses_a_checkpoint_preprocessing_no_image_fits(tmp_path, capsys):
+    m = mobilevit.create_model("mobilevit_xxs", num_classes=3, seed=1)
+    m.pretrained_cfg["preprocess"] = {"resize_shortest": 288, "crop": [10 ** 6, 10 ** 6]}
+    weights = m.save(str(tmp_path / "w"))
+    p = _png(tmp_path / "a.png", 40, 40)
+    assert main(["predict", p, "--weights", weights, "--output", str(tmp_path / "o.jsonl")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "crop=(1000000, 1000000)" in err[0] and "limit is" in err[0]

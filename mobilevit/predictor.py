@@ -188,12 +188,11 @@ class Predictor:
                 arr = np.ascontiguousarray(item, np.float32)      # already preprocessed CHW
                 return idx, name, arr, None, tuple(arr.shape[1:])
             img = load_image(item)
-            scale = None
+            preset = self.preset
             if self.multi_scale:
-                scale = nearest_scale(img.height, img.width, self.scales)
-                arr = self._preset_for_scale(scale)(img)
-            else:
-                arr = self.preset(img)
+                preset = self._preset_for_scale(nearest_scale(img.height, img.width, self.scales))
+            preset.check_memory(img.height, img.width, name)   # refuse before allocating; names the input
+            arr = preset(img)
             return idx, name, arr, None, tuple(arr.shape[1:])
         except Exception as e:  # every failure becomes that input's error row
             return idx, name, None, f"{type(e).__name__}: {e}", None

@@ -415,7 +415,8 @@ def test_hostile_files_are_error_rows_in_predictor_and_cli(model, weights, tmp_p
         peak = _peak(lambda: pred(inputs))
         rows = pred(inputs)
         assert [bool(r["error"]) for r in rows] == [False, True, False, True, False]
-        assert rows[1]["error"].startswith("PreprocessLimitError:") and "would need" in rows[1]["error"]
+        assert rows[1]["error"].startswith(f"PreprocessLimitError: {wide}: 1x20000 (h x w) image, resize to ")
+        assert "would need" in rows[1]["error"] and "limit is" in rows[3]["error"]
         assert peak < 64 * 2 ** 20
     out = str(tmp_path / "o.jsonl")
     assert main(["predict", *inputs, "--weights", weights, "--preset", "hf", "--output", out]) == 0

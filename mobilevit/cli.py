@@ -319,7 +319,8 @@ def cmd_predict(args) -> int:
         except _Stop as stop:
             name = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}.get(stop.signum, str(stop.signum))
             print(f"mobilevit predict: interrupted by {name} after {ok + failed} rows ({ok} predicted, "
-                  f"{failed} failed); {where} is complete up to its last row"
+                  f"{failed} failed" + (f", {skipped} already there" if skipped else "")
+                  + f"); {where} is complete up to its last row"
                   + ("; rerun with --resume to continue" if args.output else ""), file=sys.stderr)
             return 128 + stop.signum
         finally:

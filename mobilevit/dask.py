@@ -41,7 +41,8 @@ Output columns (Arrow-backed pandas dtypes, written natively by ``to_parquet``)
 =============  ==================================  ===========================================
 column         dtype                               content
 =============  ==================================  ===========================================
-``path``       ``string[pyarrow]``                 the input path (null for raw-bytes inputs)
+``path``       ``string[pyarrow]``                 the input path (null for raw-bytes inputs; bytes
+                                                   that are not UTF-8 written as ``\\xNN``)
 ``labels``     ``list<string>[pyarrow]``           top-k class names, best first ([] on error)
 ``scores``     ``list<double>[pyarrow]``           their softmax probabilities ([] on error)
 ``class_ids``  ``list<int64>[pyarrow]``            their class indices ([] on error)
@@ -206,7 +207,8 @@ def arrow_schema():
 
 def _path_of(item) -> Optional[str]:
     if isinstance(item, (str, os.PathLike)):
-        return os.fspath(item)
+        from .predictor import display_name  # Arrow strings must be UTF-8: escape undecodable bytes
+        return display_name(os.fspath(item))
     return None
 
 
@@ -302,8 +304,10 @@ def predict(paths_or_bag, weights=None, model=None, top_k: int = 5, batch_size: 
     import dask.dataframe as dd
     import pandas as pd
 
+    from .predictor import check_num_threads
     if partition_size < 1:
         raise ValueError(f"partition_size must be >= 1, got {partition_size}")
+    threads_per_worker = check_num_threads(threads_per_worker, "threads_per_worker")
     options = {"top_k": int(top_k), "batch_size": int(batch_size), "preset": preset,
                "multi_scale": bool(multi_scale)}
     if decode_threads:

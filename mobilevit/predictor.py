@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
+import numbers
 import os
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -61,9 +62,52 @@ def preset_for(model) -> Preprocess:
     return Preprocess.from_name({"timm": "timm", "cvnets": "cvnets"}.get(scheme, "hf"))
 
 
+# The thread rule of mobilevit.set_num_threads (csrc/module.c, py_set_num_threads): an int in 1..1024.
+MAX_THREADS = 1024
+
+
+def check_num_threads(value, what: str = "num_threads") -> Optional[int]:
+    """``value`` as an int in 1..MAX_THREADS (None stays None: the package default).
+
+    The same rule as :func:`mobilevit.set_num_threads`, checked here so a per-call value
+    never reaches OpenMP unchecked (the C core takes any positive count as given and
+    treats 0 or negatives as "default").  bool and non-integers (2.5, "4") are refused,
+    not truncated."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{what} must be an integer between 1 and {MAX_THREADS} "
+                         f"(as for mobilevit.set_num_threads), got {value!r}")
+    n = int(value)
+    if not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"{what} must be between 1 and {MAX_THREADS} (as for mobilevit.set_num_threads), got {n}")
+    return n
+
+
+def display_name(name) -> str:
+    """A file name as text that always encodes to UTF-8, for output rows.
+
+    Names that are not valid UTF-8 reach Python as ``bytes`` (``os.listdir(b".")``) or as
+    ``str`` holding surrogate escapes (``os.listdir(".")``, ``sys.argv``); each undecodable
+    byte is written as ``\\xNN`` (surrogateescape -> backslashreplace): ``b"caf\\xe9.png"``
+    becomes ``caf\\xe9.png``.  Valid names are returned unchanged.  The same convention is
+    used in JSONL, CSV, stdout and the Dask/Ray ``path`` column, and by ``--resume``."""
+    if isinstance(name, bytes):
+        name = os.fsdecode(name)
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        pass
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that is not an escaped byte (U+D800..U+DC7F, ...)
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _name(item, idx: int) -> str:
     if isinstance(item, (str, os.PathLike)):
-        return os.fspath(item)
+        return display_name(os.fspath(item))
     return f"<{type(item).__name__} #{idx}>"
 
 
@@ -88,6 +132,17 @@ class Predictor:
 
     ``preset``: a :class:`~mobilevit.preprocess.Preprocess`, a preset name
     ("hf", "timm", "cvnets", ...) or None for the checkpoint's own.
+    ``num_threads``: OpenMP threads for each network call, an int in 1..1024
+    (None: the package default, see :func:`mobilevit.set_num_threads`).
+
+    Nothing is lost per input: a member that cannot be loaded, preprocessed or
+    run gives its own error row; when a batched network call fails, its
+    members are run one by one so only the culprits get error rows; non-finite
+    logits give the error ``"non-finite logits"``, never a prediction.
+    ``input`` is the path as given (names that are not valid UTF-8 escaped as
+    ``\\xNN``, see :func:`display_name`) or ``<type #index>`` for in-memory
+    inputs; ``bytes`` are encoded image data, so pass bytes *paths* as
+    ``os.fsdecode(p)``.
     """
 
     def __init__(self, model, preset: Union[None, str, Preprocess] = None, batch_size: int = 16,
@@ -116,7 +171,7 @@ class Predictor:
         self.scales = [tuple(s) if not isinstance(s, int) else (s, s) for s in scales]
         self.num_workers = num_workers or min(4, os.cpu_count() or 1)
         self.class_names = list(class_names) if class_names else class_names_for(model)
-        self.num_threads = num_threads
+        self.num_threads = check_num_threads(num_threads)
         self._presets: Dict[Tuple[int, int], Preprocess] = {}
 
     # ---- per-image work (worker threads) ----------------------------------------
@@ -133,12 +188,11 @@ class Predictor:
                 arr = np.ascontiguousarray(item, np.float32)      # already preprocessed CHW
                 return idx, name, arr, None, tuple(arr.shape[1:])
             img = load_image(item)
-            scale = None
+            preset = self.preset
             if self.multi_scale:
-                scale = nearest_scale(img.height, img.width, self.scales)
-                arr = self._preset_for_scale(scale)(img)
-            else:
-                arr = self.preset(img)
+                preset = self._preset_for_scale(nearest_scale(img.height, img.width, self.scales))
+            preset.check_memory(img.height, img.width, name)   # refuse before allocating; names the input
+            arr = preset(img)
             return idx, name, arr, None, tuple(arr.shape[1:])
         except Exception as e:  # every failure becomes that input's error row
             return idx, name, None, f"{type(e).__name__}: {e}", None
@@ -150,22 +204,36 @@ class Predictor:
         return batch_size_for(size[0], size[1], base_size=self.base_size, base_batch_size=self.batch_size)
 
     def _run_batch(self, items) -> List[dict]:
-        x = np.stack([a for _, _, a in items])
         try:
-            logits = self.model(x, num_threads=self.num_threads)
+            logits = np.asarray(self.model(np.stack([a for _, _, a in items]), num_threads=self.num_threads))
+            if logits.ndim != 2 or logits.shape[0] != len(items):
+                raise RuntimeError(f"the model returned logits of shape {logits.shape} for a batch of "
+                                   f"{len(items)}; expected ({len(items)}, num_classes)")
         except Exception as e:
-            return [self._row(i, n, error=f"{type(e).__name__}: {e}") for i, n, _ in items]
-        idx, p = softmax_topk(logits, self.top_k)
+            if len(items) > 1:  # isolate: only the members that fail on their own get error rows
+                return [row for item in items for row in self._run_batch([item])]
+            i, n, _ = items[0]
+            return [self._row(i, n, error=f"{type(e).__name__}: {e}")]
+        finite = np.isfinite(logits).all(axis=1)
         rows = []
+        if finite.any():
+            idx, p = softmax_topk(logits[finite], self.top_k)
+        k = 0
         for r, (i, n, _) in enumerate(items):
+            if not finite[r]:
+                rows.append(self._row(i, n, error="non-finite logits"))
+                continue
             preds = [{"label": self.class_names[c] if c < len(self.class_names) else str(c),
-                      "score": float(s), "class_id": int(c)} for c, s in zip(idx[r], p[r])]
+                      "score": float(s), "class_id": int(c)} for c, s in zip(idx[k], p[k])]
+            k += 1
             rows.append(self._row(i, n, preds))
         return rows
 
     @staticmethod
     def _row(idx, name, preds=None, error=None) -> dict:
-        return {"index": idx, "input": name, "predictions": preds or [], "error": error}
+        # messages can quote a raw (surrogate-escaped) file name; keep every row UTF-8 encodable
+        return {"index": idx, "input": name, "predictions": preds or [],
+                "error": display_name(error) if error is not None else None}
 
     def predict(self, inputs: Iterable, progress: bool = False, total: Optional[int] = None) -> Iterator[dict]:
         """Yield one result dict per input, in input order (streaming)."""
@@ -200,7 +268,8 @@ class Predictor:
             for row in self._run_batch(buckets.pop(size)):
                 done[row["index"]] = row
 
-        with cf.ThreadPoolExecutor(max_workers=self.num_workers, thread_name_prefix="mobilevit-decode") as pool:
+        pool = cf.ThreadPoolExecutor(max_workers=self.num_workers, thread_name_prefix="mobilevit-decode")
+        try:
             while True:
                 while not exhausted and len(in_flight) < window:
                     try:
@@ -227,11 +296,16 @@ class Predictor:
             for size in list(buckets):
                 flush(size)
             yield from emit()
-        if bar is not None:
-            bar.close()
+        finally:
+            # on KeyboardInterrupt / SIGTERM or a consumer that stops early, queued decodes are
+            # dropped instead of waited for
+            pool.shutdown(wait=True, cancel_futures=True)
+            if bar is not None:
+                bar.close()
 
     def __call__(self, inputs: Iterable) -> List[dict]:
         return list(self.predict(inputs))
 
 
-__all__ = ["Predictor", "imagenet_labels", "class_names_for", "preset_for", "softmax_topk"]
+__all__ = ["Predictor", "imagenet_labels", "class_names_for", "preset_for", "softmax_topk", "check_num_threads",
+           "display_name", "MAX_THREADS"]

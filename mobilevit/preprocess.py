@@ -37,6 +37,15 @@ Pipeline (fixed order; ``resize_shortest``/``resize_size``, ``crop`` and ``resca
 6. Normalise ``(x - mean) / std`` in float32 (torchvision order); skipped when mean is 0 and std 1.
    ``mean``/``std`` are given per *output* channel (i.e. in ``channel_order``).
 
+Memory: a tiny file can claim a huge size after resizing (a 100-byte 20000x1 PNG resized to a
+short side of 288 becomes 288x5760000, ~11 GB of buffers) and a config can ask for a huge crop.
+Each image's working set (resize buffers, crop, float output) is estimated before anything is
+allocated (``Preprocess.memory_estimate``) and an image above the limit
+(``set_memory_limit``, default 1 GiB per image) is refused with a ``PreprocessLimitError`` that
+states the estimate; a configuration whose *smallest possible* working set is above the limit
+(``crop``/``resize_size``/``resize_shortest`` of 10**6, ...) is refused when it is built.
+Normal images take exactly the same path as before (no approximation).
+
 Images with an alpha channel: ``load_image`` composites them on white by default, whereas
 transformers and timm call ``convert("RGB")``; for parity on such files load them with
 ``load_image(x, background=None)`` and pass the result in.
@@ -56,7 +65,8 @@ from PIL import Image
 
 from .imageio import load_image
 
-__all__ = ["Preprocess", "PRESETS", "available_presets", "center_crop", "center_crop_offsets", "resize_cv2_linear"]
+__all__ = ["Preprocess", "PRESETS", "available_presets", "center_crop", "center_crop_offsets", "resize_cv2_linear",
+           "PreprocessLimitError", "set_memory_limit", "get_memory_limit", "DEFAULT_MEMORY_LIMIT"]
 
 _PIL_FILTERS = {
     "nearest": Image.Resampling.NEAREST,
@@ -70,6 +80,49 @@ _PIL_CODE_TO_NAME = {int(code): name for name, code in _PIL_FILTERS.items()}
 INTERPOLATIONS = tuple(_PIL_FILTERS) + ("cv2_linear",)
 
 Size2 = Tuple[int, int]
+
+
+# -------------------------------------------------------------------------------- memory bound
+
+DEFAULT_MEMORY_LIMIT = 1 << 30      # bytes of working set per image
+_memory_limit: Optional[int] = DEFAULT_MEMORY_LIMIT
+
+# Bytes per pixel of the buffers each step allocates, measured with tracemalloc on the code below
+# (rounded up) plus Pillow's own image memory, which tracemalloc cannot see (4 bytes per RGB pixel).
+_PIL_BYTES_PER_PX = 4 + 6           # Pillow's resized image + np.asarray of it
+_PIL_PASS_BYTES_PER_PX = 4          # Pillow's first-pass (horizontal) image when both axes change
+_CV2_BYTES_PER_PX = 80              # int32 passes of resize_cv2_linear, per output pixel (73..77 measured)
+_CV2_ROW_BYTES_PER_PX = 30          # its horizontal pass over the source rows it reads, per (row x out_w)
+_FLOAT_BYTES_PER_PX = 15            # transposed uint8 copy + float32 CHW output
+_NORM_BYTES_PER_PX = 24             # (x - mean) / std temporaries
+
+
+class PreprocessLimitError(ValueError):
+    """Preprocessing an image (or any image, for a configuration) would need more memory than
+    the limit set with :func:`set_memory_limit`."""
+
+
+def set_memory_limit(max_bytes: Optional[int]) -> None:
+    """Largest working set one image's preprocessing may need, in bytes (``None``: no limit).
+    Default :data:`DEFAULT_MEMORY_LIMIT` (1 GiB).  Applies to images processed from now on and
+    to configurations built from now on."""
+    global _memory_limit
+    if max_bytes is not None:
+        if isinstance(max_bytes, bool) or int(max_bytes) != max_bytes or max_bytes <= 0:
+            raise ValueError(f"memory limit must be a positive number of bytes or None, got {max_bytes!r}")
+        max_bytes = int(max_bytes)
+    _memory_limit = max_bytes
+
+
+def get_memory_limit() -> Optional[int]:
+    return _memory_limit
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit, scale in (("TiB", 2 ** 40), ("GiB", 2 ** 30), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{int(n)} B"
 
 
 def _as_size2(value, field: str) -> Optional[Size2]:
@@ -150,6 +203,74 @@ class Preprocess:
             raise ValueError(f"crop_rounding must be 'floor' or 'round', got {self.crop_rounding!r}")
         if self.crop_pct is not None and not (0.0 < float(self.crop_pct) <= 4.0):
             raise ValueError(f"crop_pct must be in (0, 4], got {self.crop_pct!r}")
+        self._check_config_memory()
+
+    def _check_config_memory(self) -> None:
+        """Refuse a configuration whose smallest possible per-image working set is above the limit
+        (a crop / resize of 10**6 needs terabytes for every image, so no image could pass)."""
+        limit = _memory_limit
+        if limit is None:
+            return
+        if self.resize_size is not None:
+            rh, rw = self.resize_size
+        elif self.resize_shortest is not None:   # the smallest resize it can produce: a square image
+            rh = rw = self.resize_shortest
+        else:
+            rh = rw = 1
+        out = self.crop if self.crop is not None else (rh, rw)
+        need = self._resize_bytes(rh, rw, rh, rw, exact=False) + self._float_bytes(*out)
+        if need > limit:
+            sizes = ", ".join(f"{k}={getattr(self, k)!r}" for k in ("resize_shortest", "resize_size", "crop")
+                              if getattr(self, k) is not None)
+            raise PreprocessLimitError(
+                f"preprocessing with {sizes} would need at least {_fmt_bytes(need)} per image "
+                f"(resize to >= {rh}x{rw}, output {out[0]}x{out[1]}); the limit is {_fmt_bytes(limit)} "
+                "(mobilevit.preprocess.set_memory_limit)")
+
+    def _resize_bytes(self, height: int, width: int, th: int, tw: int, exact: bool = True) -> int:
+        """Bytes the resize step allocates for a ``height`` x ``width`` input resized to ``th`` x ``tw``."""
+        if exact and (th, tw) == (height, width):
+            return 0 if self.interpolation == "cv2_linear" else 6 * th * tw
+        if self.interpolation == "cv2_linear":
+            return _CV2_BYTES_PER_PX * th * tw + _CV2_ROW_BYTES_PER_PX * min(height, 2 * th) * tw
+        first_pass = _PIL_PASS_BYTES_PER_PX * tw * height if (th != height and tw != width) else 0
+        return _PIL_BYTES_PER_PX * th * tw + first_pass
+
+    def _float_bytes(self, oh: int, ow: int) -> int:
+        per_px = _FLOAT_BYTES_PER_PX
+        if self.mean != (0.0, 0.0, 0.0) or self.std != (1.0, 1.0, 1.0):
+            per_px += _NORM_BYTES_PER_PX
+        return per_px * oh * ow
+
+    def memory_estimate(self, height: int, width: int) -> int:
+        """Upper estimate, in bytes, of the buffers ``self(image)`` allocates for a ``height`` x
+        ``width`` image (besides the decoded image itself): resize, crop padding, float output."""
+        th, tw = self.resize_target(height, width)
+        need = self._resize_bytes(height, width, th, tw)
+        oh, ow = (th, tw) if self.crop is None else self.crop
+        if self.crop is not None and (oh > th or ow > tw):
+            need += 3 * oh * ow                     # zero-padded crop
+        return need + self._float_bytes(oh, ow)
+
+    def check_memory(self, height: int, width: int, name: str = "image") -> None:
+        """Raise :class:`PreprocessLimitError` (stating the estimate) if a ``height`` x ``width``
+        image would need more than the memory limit."""
+        limit = _memory_limit
+        if limit is None:
+            return
+        need = self.memory_estimate(height, width)
+        if need > limit:
+            th, tw = self.resize_target(height, width)
+            if self.resize_size is not None:
+                rule = f"resize_size={self.resize_size}"
+            elif self.resize_shortest is not None:
+                rule = f"short side {self.resize_shortest}"
+            else:
+                rule = "no resize"
+            raise PreprocessLimitError(
+                f"{name}: {height}x{width} (h x w) image, resize to {th}x{tw} ({rule}) would need "
+                f"{_fmt_bytes(need)}; the limit is {_fmt_bytes(limit)} per image "
+                "(mobilevit.preprocess.set_memory_limit)")
 
     # ---------------------------------------------------------------- constructors
 
@@ -318,6 +439,7 @@ class Preprocess:
     def __call__(self, image) -> np.ndarray:
         """Preprocess one image (anything ``load_image`` accepts) into a (3, h, w) float32 array."""
         pil = load_image(image)
+        self.check_memory(pil.height, pil.width, _source_name(image))
         arr = self._resize(pil)
         if self.crop is not None:
             arr = center_crop(arr, self.crop, self.crop_rounding)
@@ -380,6 +502,16 @@ class Preprocess:
         if self.crop_pct is not None:
             parts.append(f"crop_pct={self.crop_pct}")
         return f"Preprocess({', '.join(parts)})"
+
+
+def _source_name(image) -> str:
+    if isinstance(image, (str, os.PathLike)):
+        return repr(os.fspath(image))
+    if isinstance(image, Image.Image):
+        return "PIL image"
+    if isinstance(image, np.ndarray):
+        return f"array of shape {image.shape}"
+    return type(image).__name__
 
 
 # -------------------------------------------------------------------------------- crop

@@ -115,7 +115,8 @@ class MobileViTPredictor:
                                         "multi_scale": bool(multi_scale)}
         if decode_threads:
             self.options["num_workers"] = int(decode_threads)
-        self.num_threads = int(num_threads) if num_threads else ray_cpu_budget()
+        from .predictor import check_num_threads
+        self.num_threads = check_num_threads(num_threads) if num_threads is not None else ray_cpu_budget()
         self.path_column = path_column
         self.bytes_column = bytes_column
         self.keep_columns = tuple(keep_columns)
@@ -137,7 +138,8 @@ class MobileViTPredictor:
         rows = list(self.predictor.predict(items))
         cols = rows_to_columns(items, rows)
         if paths is not None:
-            cols["path"] = [None if p is None else os.fspath(p) for p in paths]
+            from .predictor import display_name
+            cols["path"] = [None if p is None else display_name(os.fspath(p)) for p in paths]
         table = columns_to_arrow(cols)
         for name in self.keep_columns:
             if name in table.column_names:

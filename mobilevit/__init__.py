@@ -30,7 +30,7 @@ _ISA_NAMES = ("ref", "avx2", "avx512")
 def set_num_threads(n: int) -> None:
     """Threads used by every kernel (default: OMP_NUM_THREADS, else all cores);
     an int in 1..1024.  Per-call ``num_threads=`` follows the same rule."""
-    from .model import check_num_threads
+    from .threads import check_num_threads
     _C.set_num_threads(check_num_threads(n))
 
 

@@ -20,33 +20,11 @@ from . import _C
 from .config import MobileViTConfig, get_config, make_divisible
 from .keymap import to_numpy, to_timm
 from .ops import fold_batchnorm
+from .threads import MAX_THREADS, check_num_threads, threads_arg as _threads_arg  # noqa: F401
 
 ACT_NONE, ACT_SILU, ACT_RELU = _C.ACT_NONE, _C.ACT_SILU, _C.ACT_RELU
 
 MIN_SIDE = 32
-MAX_THREADS = _C.MAX_THREADS
-
-
-def _threads_arg(num_threads) -> int:
-    """A per-call ``num_threads``: None = the module setting (0 for C), else
-    an int in 1..MAX_THREADS, the rule of :func:`mobilevit.set_num_threads`."""
-    if num_threads is None:
-        return 0
-    return check_num_threads(num_threads)
-
-
-def check_num_threads(n) -> int:
-    """``n`` as a thread count, or ValueError/TypeError naming the rule."""
-    if isinstance(n, bool):
-        raise TypeError(f"num_threads must be an int, got {n!r}")
-    try:
-        v = operator.index(n)
-    except TypeError:
-        raise TypeError(f"num_threads must be an int, got {type(n).__name__} {n!r}") from None
-    if not 1 <= v <= MAX_THREADS:
-        raise ValueError(f"num_threads must be between 1 and {MAX_THREADS}, got {v}")
-    return v
-
 
 def _physical_memory() -> int:
     try:

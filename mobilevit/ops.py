@@ -15,6 +15,7 @@ from typing import Optional
 import numpy as np
 
 from . import _C
+from .threads import threads_arg
 
 _ISA = {"ref": _C.ISA_REF, "avx2": _C.ISA_AVX2, "avx512": _C.ISA_AVX512}
 _ACT = {None: _C.ACT_NONE, "none": _C.ACT_NONE, "silu": _C.ACT_SILU, "swish": _C.ACT_SILU,
@@ -61,10 +62,7 @@ def _opt(x, name):
 
 def _nt(num_threads):
     """None: the module setting; else validated like set_num_threads."""
-    if num_threads is None:
-        return 0
-    from .model import check_num_threads
-    return check_num_threads(num_threads)
+    return threads_arg(num_threads)
 
 
 _ALGOS = {None: 0, "auto": 0, "direct": 1, "winograd": 2}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
-import numbers
 import os
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -63,25 +62,7 @@ def preset_for(model) -> Preprocess:
 
 
 # The thread rule of mobilevit.set_num_threads (csrc/module.c, py_set_num_threads): an int in 1..1024.
-MAX_THREADS = 1024
-
-
-def check_num_threads(value, what: str = "num_threads") -> Optional[int]:
-    """``value`` as an int in 1..MAX_THREADS (None stays None: the package default).
-
-    The same rule as :func:`mobilevit.set_num_threads`, checked here so a per-call value
-    never reaches OpenMP unchecked (the C core takes any positive count as given and
-    treats 0 or negatives as "default").  bool and non-integers (2.5, "4") are refused,
-    not truncated."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{what} must be an integer between 1 and {MAX_THREADS} "
-                         f"(as for mobilevit.set_num_threads), got {value!r}")
-    n = int(value)
-    if not 1 <= n <= MAX_THREADS:
-        raise ValueError(f"{what} must be between 1 and {MAX_THREADS} (as for mobilevit.set_num_threads), got {n}")
-    return n
+from .threads import MAX_THREADS, check_num_threads  # noqa: E402,F401  (the one thread-count rule, re-exported)
 
 
 def display_name(name) -> str:

@@ -65,6 +65,7 @@ static inline __m256 mv_avx2_exp2i(__m256 y, __m256 n) {
 #define VEXP_CLAMP(x, sgn)                                                                       \
     ((sgn) > 0 ? _mm256_max_ps(_mm256_set1_ps(MV_AVX2_EXP_LO), _mm256_min_ps(_mm256_set1_ps(MV_AVX2_EXP_HI), (x))) \
                : _mm256_max_ps(_mm256_set1_ps(-MV_AVX2_EXP_HI), _mm256_min_ps(_mm256_set1_ps(-MV_AVX2_EXP_LO), (x))))
+#define VEXP_CLAMP_LO(x) _mm256_max_ps(_mm256_set1_ps(MV_AVX2_EXP_LO), (x))
 #define VHSUM(v) mv_avx2_hsum(v)
 #define VROUND(x) _mm256_round_ps((x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #define VEXP2I_YSCALE 2.0f

@@ -46,6 +46,7 @@
  * became exp(+-200) = inf or 0 and a softmax dropped a NaN score of
  * negative sign (inf - inf gives one).  max(lo, min(hi, x)) keeps NaN. */
 #define VEXP_CLAMP(x, sgn) _mm512_max_ps(_mm512_set1_ps(-200.0f), _mm512_min_ps(_mm512_set1_ps(200.0f), (x)))
+#define VEXP_CLAMP_LO(x) _mm512_max_ps(_mm512_set1_ps(-200.0f), (x))
 #define VHSUM(v) _mm512_reduce_add_ps(v)
 #define VROUND(x) _mm512_roundscale_ps((x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #define VEXP2I_YSCALE 1.0f

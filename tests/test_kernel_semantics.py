@@ -34,6 +34,9 @@ Input rules (written down because each one keeps a check exact, not loose):
   sign overflow or not depending on the order -- rounding, not semantics.
   GroupNorm gets them densely (its statistics are in double on every path),
   as do the GEMM / conv / depthwise families (same k order everywhere).
+* Not followed: LayerNorm of a finite row whose variance overflows float
+  (torch: NaN from its Welford update; here rstd = 0, the output is beta).
+  That is float overflow, not a NaN/Inf rule; every ISA agrees with ref.
 * Attention's V gets NaN / Inf / denormals but no +-3e38 (the fast kernels
   scale by 1/sum after the P.V sum, the reference before).
 
@@ -46,8 +49,8 @@ attention the size of the normalised values (max(1, |ref|)):
   relu                      exact (bits, signs of zeros included)
   silu                      rtol 4e-6 of |ref|, atol 1e-36 (exp saturation
                             within one rounding of ln(FLT_MAX))
-  gemm / conv / depthwise   rtol 2e-6 of scale (5e-6 for Winograd against its
-                            reference: the transforms add 16 terms)
+  gemm / conv / depthwise   rtol 2e-6 of scale (Winograd: of the magnitude of
+                            its 4x4 input tile, see wino_scale)
   layer_norm / group_norm1  rtol 2e-5 of max(1, |ref|)
   attention / separable     rtol 2e-5 of max(1, |ref|)
   fused inverted residual   rtol 1e-5 of max(1, |ref|) (three layers)
@@ -283,6 +286,24 @@ def test_conv2d_two_inputs_and_residual(fast, rng, c1, c2):
     check(y, ref, f"conv x2 {c1}+{c2} {fast}", 2e-6, scale=conv_scale(x, w, b, 1, 1, 1, r=r, x2=x2))
 
 
+def wino_scale(x, w, b, x2=None):
+    """Magnitude of the terms a Winograd F(2x2, 3x3) output sums: its 4x4 input
+    tile, whose values reach it through B^T d B (each d in <= 4 entries) and
+    the transformed weights (|G g G^T| <= 2.25 max |g|): 9 * sum over the
+    tile and input channels of |x| * max_taps |w|, plus |b|.  Not the direct
+    conv's |x| (*) |w|: two huge inputs of a tile cancel only after the
+    inverse transform."""
+    xs = finite_abs(x) if x2 is None else np.concatenate([finite_abs(x), finite_abs(x2)], 1)
+    B, C, H, W = xs.shape
+    TH, TW = (H + 1) // 2, (W + 1) // 2
+    p = np.zeros((B, C, 2 * TH + 2, 2 * TW + 2))
+    p[:, :, 1:H + 1, 1:W + 1] = xs
+    k = np.repeat(np.repeat(np.abs(w).max((2, 3))[:, :, None, None], 4, 2), 4, 3).astype(np.float64)
+    tile = 9 * F.conv2d(t(p), t(k), stride=2).numpy()                    # [B, Cout, TH, TW]
+    full = np.repeat(np.repeat(tile, 2, 2), 2, 3)[:, :, :H, :W]
+    return full + np.abs(b).astype(np.float64)[None, :, None, None]
+
+
 WINO_CASES = [(3, 16, (1, 1)), (16, 17, (5, 7)), (17, 33, (8, 8)), (32, 31, (13, 17)), (9, 9, (6, 3))]
 
 
@@ -292,7 +313,7 @@ def test_conv2d_winograd(fast, rng, cin, cout, hw):
     w, b = weights(rng, (cout, cin, 3, 3), 0.4), weights(rng, cout)
     y, ref = both(lambda isa, nt: ops.conv2d(x, w, b, padding=1, act="silu", algorithm="winograd", isa=isa,
                                              num_threads=nt), fast)
-    check(y, ref, f"winograd {cin}->{cout} {hw} {fast}", 5e-6, scale=conv_scale(x, w, b, 1, 1, 1))
+    check(y, ref, f"winograd {cin}->{cout} {hw} {fast}", 2e-6, scale=wino_scale(x, w, b))
 
 
 def test_conv2d_winograd_two_inputs(fast, rng):
@@ -300,7 +321,7 @@ def test_conv2d_winograd_two_inputs(fast, rng):
     w, b = weights(rng, (20, 33, 3, 3), 0.4), weights(rng, 20)
     y, ref = both(lambda isa, nt: ops.conv2d(x, w, b, padding=1, x2=x2, algorithm="winograd", isa=isa,
                                              num_threads=nt), fast)
-    check(y, ref, f"winograd x2 {fast}", 5e-6, scale=conv_scale(x, w, b, 1, 1, 1, x2=x2))
+    check(y, ref, f"winograd x2 {fast}", 2e-6, scale=wino_scale(x, w, b, x2=x2))
 
 
 def test_winograd_against_direct_nonfinite_pattern(rng):
@@ -567,7 +588,7 @@ def test_slow_sweep_conv_dw_gemm(fast, rng, cin, cout):
                 w4 = weights(rng, (cout, cin, 3, 3), 0.4)
                 y, ref = both(lambda isa, nt: ops.conv2d(x, w4, b, padding=1, algorithm="winograd", isa=isa,
                                                          num_threads=nt), fast)
-                check(y, ref, f"winograd {cin}->{cout} {hw}", 5e-6, scale=conv_scale(x, w4, b, 1, 1, 1))
+                check(y, ref, f"winograd {cin}->{cout} {hw}", 2e-6, scale=wino_scale(x, w4, b))
             if cin == cout:
                 wd = weights(rng, (cin, 1, 3, 3))
                 y, ref = both(lambda isa, nt: ops.depthwise_conv2d(x, wd, b, stride=stride, act="relu", isa=isa,

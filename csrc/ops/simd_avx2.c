@@ -58,7 +58,7 @@ static inline __m256 mv_avx2_exp2i(__m256 y, __m256 n) {
  * [-126, 128.3]: n = round(t) in [-126, 128] is what mv_avx2_exp2i takes;
  * t >= 128 (x beyond ln(FLT_MAX) = 88.72, up to +inf) gives +inf and
  * t < -125.5 gives +0, so exp(+-inf) = inf / 0 and SiLU's x / (1 + exp(-x))
- * is -0 for x < -88.9 and NaN for x = -inf, as in the reference.  NaN
+ * is -0 below about -88.7 and NaN at x = -inf, as in the reference.  NaN
  * passes both limits (x is the second operand). */
 #define MV_AVX2_EXP_LO (-87.3365447505531f)   /* -126 ln 2 */
 #define MV_AVX2_EXP_HI 88.9f                  /* 128.26 / log2(e) */

@@ -8,6 +8,10 @@
 #   SANITIZE_TESTS="tests/test_ops.py tests/test_hardening.py" bash .ci/sanitize.sh
 #   SANITIZE_KEEP=1 SANITIZE_DIR=/tmp/mv-sanitize bash .ci/sanitize.sh   # keep the build
 #
+# The sanitized build (MOBILEVIT_SANITIZE=1 in setup.py) compiles with -fsanitize=address,undefined,
+# float-cast-overflow, -fno-sanitize-recover=all and -fno-wrapv after CPython's inherited -fwrapv
+# (which makes signed overflow defined and so invisible to UBSan's signed-integer-overflow check).
+#
 # Needs gcc (libasan/libubsan ship with it on Debian) and the venv made by .ci/run (numpy, the test
 # extras); installs setuptools into it if missing.  Python's own allocations go through malloc
 # (PYTHONMALLOC=malloc) so ASan sees them; leak checking is off (interpreter-lifetime allocations).

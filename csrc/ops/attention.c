@@ -2,6 +2,7 @@
  * scalar reference.  See ops.h for the contract. */
 #include <math.h>
 #include "ops.h"
+#include "act_ref.h"
 
 size_t mv_attention_scratch_floats(int N, int hd) {
     /* ref: one score row.  SIMD kernels: the sequence's row table (N
@@ -61,7 +62,7 @@ size_t mv_sep_attention_scratch_floats(int N, int D) {
 
 /* Reference: per sequence, softmax of the N query scalars (max-subtracted,
  * sum in n order), context c[k] = sum_n s_n k_n[k] in n order, then
- * out = relu(v) * c.  Split over sequences. */
+ * out = relu(v) * c (torch.relu: NaN stays NaN).  Split over sequences. */
 void mv_sep_attention_nhwc_f32__ref(const mv_sep_attention_args *a, int tid, int nth) {
     int P = a->ph * a->pw, nW = a->W / a->pw, N = (a->H / a->ph) * nW, D = a->D;
     float *s = a->scratch;                 /* this worker's scratch */
@@ -86,7 +87,7 @@ void mv_sep_attention_nhwc_f32__ref(const mv_sep_attention_args *a, int tid, int
         for (int n = 0; n < N; n++) {
             const float *v = a->QKV + SEP_ROW(n) * a->ldqkv + 1 + D;
             float *o = a->O + SEP_ROW(n) * a->ldo;
-            for (int k = 0; k < D; k++) o[k] = (v[k] > 0.0f ? v[k] : 0.0f) * c[k];
+            for (int k = 0; k < D; k++) o[k] = mv_relu_scalar(v[k]) * c[k];
         }
 #undef SEP_ROW
     }

@@ -252,7 +252,9 @@ void mv_fold_nhwc_f32__ref(const float *T, int B, int H, int W, int C, int ph,
                            int pw, float *X, int tid, int nth);
 
 /* ---- bilinear resize, PyTorch semantics (antialias off) -------------------
- * Mirrors F.interpolate(mode='bilinear', align_corners=ac, size=(OH, OW)).
+ * Mirrors F.interpolate(mode='bilinear', align_corners=ac, size=(OH, OW)),
+ * NaN/Inf included (an axis kept at its size interpolates a pixel with
+ * itself, weight 0: Inf -> NaN there, as in aten).
  * Parallel over output rows. */
 void mv_resize_bilinear_nhwc_f32__ref(const float *X, int B, int H, int W,
                                       int C, float *Y, int OH, int OW,

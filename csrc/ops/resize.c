@@ -19,7 +19,10 @@ static void src_index(int o, int in, int out, int align_corners, int *i0,
     int lo = (int)src;
     if (lo > in - 1) lo = in - 1;
     *i0 = lo;
-    *i1 = lo + (lo < in - 1 ? 1 : 0);
+    /* an axis kept at its size (scale 1, lam = 0) takes its second tap from
+     * the same pixel, as aten does: the output is x + 0 * x, so an Inf
+     * becomes NaN there and does not leak into its neighbour as 0 * Inf */
+    *i1 = lo + (lo < in - 1 && in != out ? 1 : 0);
     *lam = src - (float)lo;
 }
 

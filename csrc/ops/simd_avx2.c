@@ -26,15 +26,12 @@ static inline float mv_avx2_hsum(__m256 v) {
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
 }
-static inline float mv_avx2_hmax(__m256 v) {
-    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_max_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-/* y * 2^n for integral n in [-126, 126]: 2^n built from its exponent bits. */
+/* (y / 2) * 2^n for integral n in [-126, 128], as y * 2^(n-1) with 2^(n-1)
+ * built from its exponent bits (n = -126 gives bits 0, so +0): the caller's
+ * polynomial carries the factor 2 (VEXP2I_YSCALE), so n = 128 is reachable
+ * and exp saturates to +inf exactly where the true value overflows. */
 static inline __m256 mv_avx2_exp2i(__m256 y, __m256 n) {
-    __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+    __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(126));
     return _mm256_mul_ps(y, _mm256_castsi256_ps(_mm256_slli_epi32(e, 23)));
 }
 
@@ -53,16 +50,25 @@ static inline __m256 mv_avx2_exp2i(__m256 y, __m256 n) {
 #define VSUB _mm256_sub_ps
 #define VMUL _mm256_mul_ps
 #define VDIV _mm256_div_ps
+/* max/min return their SECOND operand when either is NaN (and when both
+ * are zeros): x goes second so NaN (and -0) pass, see simd_kernels.inc */
 #define VMAX _mm256_max_ps
 #define VMIN _mm256_min_ps
-/* exp's argument limited to |x| <= 126 ln 2, where 2^n comes from exponent
- * bits; so exp(-x) is finite for any x, and SiLU takes max(x, -126 ln 2)
- * (silu(x) ~ -1e-36 there) to stay x / (1 + exp(-x)) ~ -0, not x / 8.5e37 */
-#define VEXP_CLAMP(x) _mm256_max_ps(_mm256_min_ps((x), _mm256_set1_ps(87.3365447505531f)), _mm256_set1_ps(-87.3365447505531f))
-#define VSILU_ARG(x) _mm256_max_ps((x), _mm256_set1_ps(-87.3365447505531f))
-#define VHMAX(v) mv_avx2_hmax(v)
+/* exp(sgn * x)'s argument limited so that t = sgn * x * log2(e) lies in
+ * [-126, 128.3]: n = round(t) in [-126, 128] is what mv_avx2_exp2i takes;
+ * t >= 128 (x beyond ln(FLT_MAX) = 88.72, up to +inf) gives +inf and
+ * t < -125.5 gives +0, so exp(+-inf) = inf / 0 and SiLU's x / (1 + exp(-x))
+ * is -0 below about -88.7 and NaN at x = -inf, as in the reference.  NaN
+ * passes both limits (x is the second operand). */
+#define MV_AVX2_EXP_LO (-87.3365447505531f)   /* -126 ln 2 */
+#define MV_AVX2_EXP_HI 88.9f                  /* 128.26 / log2(e) */
+#define VEXP_CLAMP(x, sgn)                                                                       \
+    ((sgn) > 0 ? _mm256_max_ps(_mm256_set1_ps(MV_AVX2_EXP_LO), _mm256_min_ps(_mm256_set1_ps(MV_AVX2_EXP_HI), (x))) \
+               : _mm256_max_ps(_mm256_set1_ps(-MV_AVX2_EXP_HI), _mm256_min_ps(_mm256_set1_ps(-MV_AVX2_EXP_LO), (x))))
+#define VEXP_CLAMP_LO(x) _mm256_max_ps(_mm256_set1_ps(MV_AVX2_EXP_LO), (x))
 #define VHSUM(v) mv_avx2_hsum(v)
 #define VROUND(x) _mm256_round_ps((x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define VEXP2I_YSCALE 2.0f
 #define VEXP2I(y, n) mv_avx2_exp2i((y), (n))
 #define VLOADN_MASKED_ZERO(v, n) _mm256_and_ps((v), _mm256_castsi256_ps(mv_avx2_mask(n)))
 

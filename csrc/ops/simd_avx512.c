@@ -35,16 +35,21 @@
 #define VSUB _mm512_sub_ps
 #define VMUL _mm512_mul_ps
 #define VDIV _mm512_div_ps
+/* max/min return their SECOND operand when either is NaN (and when both
+ * are zeros), as on AVX2: x goes second, see simd_kernels.inc */
 #define VMAX _mm512_max_ps
 #define VMIN _mm512_min_ps
-/* exp's argument limited to |x| <= 200 (range imm 0b0010: smaller magnitude,
- * sign of x), enough for scalef to saturate y * 2^n to 0 / inf by itself and
- * for f = t - n to stay exact */
-#define VEXP_CLAMP(x) _mm512_range_ps((x), _mm512_set1_ps(200.0f), 0x2)
-#define VSILU_ARG(x) (x)
-#define VHMAX(v) _mm512_reduce_max_ps(v)
+/* exp's argument limited to |x| <= 200 for either sign, enough for scalef
+ * to saturate y * 2^n to 0 / inf by itself and for f = t - n to stay exact.
+ * Not _mm512_range_ps (one op instead of two): VRANGEPS treats a quiet NaN
+ * as missing data and returns the other operand with x's sign, so NaN
+ * became exp(+-200) = inf or 0 and a softmax dropped a NaN score of
+ * negative sign (inf - inf gives one).  max(lo, min(hi, x)) keeps NaN. */
+#define VEXP_CLAMP(x, sgn) _mm512_max_ps(_mm512_set1_ps(-200.0f), _mm512_min_ps(_mm512_set1_ps(200.0f), (x)))
+#define VEXP_CLAMP_LO(x) _mm512_max_ps(_mm512_set1_ps(-200.0f), (x))
 #define VHSUM(v) _mm512_reduce_add_ps(v)
 #define VROUND(x) _mm512_roundscale_ps((x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define VEXP2I_YSCALE 1.0f
 #define VEXP2I(y, n) _mm512_scalef_ps((y), (n))
 #define VLOADN_MASKED_ZERO(v, n) _mm512_maskz_mov_ps(VMASK(n), (v))
 

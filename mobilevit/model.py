@@ -224,7 +224,7 @@ class _GraphBuilder:
         return self._add("resize", [x, like], c, like=1, multiple_h=1, multiple_w=1,
                          align_corners=int(align_corners))
 
-    def gap(self, x, c):
+    def global_avg_pool(self, x, c):
         return self._add("global_avg_pool", [x], c)
 
     def groupnorm(self, x, g, b, eps):
@@ -306,7 +306,7 @@ class _Network:
                 x = g.conv(x, wfc, bfc, 1, act=ACT_SILU)
                 cin = cfg.final_channels
             self.final_id = x
-            x = g.gap(x, cin)
+            x = g.global_avg_pool(x, cin)
             self.pool_id = x
             if cfg.num_classes > 0:
                 self.logits_id = g.conv(x, p["head.fc.weight"], p["head.fc.bias"], 1)
@@ -391,7 +391,7 @@ class _Network:
         for i, rate in enumerate(cfg.aspp_rates):
             w, b = self._folded(f"seg_head.aspp.convs.{i + 1}")
             branches.append(g.conv(x, w, b, 3, act=ACT_RELU, dil=rate))
-        pooled = g.gap(x, cin)
+        pooled = g.global_avg_pool(x, cin)
         w, b = self._folded("seg_head.aspp.convs.4")
         pb = g.conv(pooled, w, b, 1, act=ACT_RELU)
         branches.append(g.resize_like(pb, x, a))           # 1x1 -> HxW: a broadcast

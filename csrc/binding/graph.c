@@ -67,7 +67,7 @@ static const struct { mv_op op; const char *name; const node_field *fields; } no
     {MV_OP_LAYERNORM, "layernorm", norm_fields},
     {MV_OP_ATTENTION, "attention", attention_fields},
     {MV_OP_RESIZE, "resize", resize_fields},
-    {MV_OP_GAP, "global_avg_pool", no_fields},
+    {MV_OP_GLOBAL_AVG_POOL, "global_avg_pool", no_fields},
     {MV_OP_ADD, "add", no_fields},
     {MV_OP_ACT, "act", act_fields},
     {MV_OP_GROUPNORM1, "groupnorm1", norm_fields},

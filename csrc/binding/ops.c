@@ -28,7 +28,8 @@ static PyObject *py_gemm(PyObject *self, PyObject *args) {
     npy_intp dims[2] = {M, N};
     if (!(C = new_f32(2, dims))) goto done;
     if (!(Wp = mv_aligned_alloc(mv_gemm_packed_floats(K, N) * sizeof(float)))) { PyErr_NoMemory(); goto done; }
-    mv_gemm_args a = {M, N, K, F(A), K, Wp, Bi ? F(Bi) : NULL, R ? F(R) : NULL, N, F(C), N, act};
+    mv_gemm_args a = {.M = M, .N = N, .K = K, .A = F(A), .lda = K, .Wp = Wp, .bias = Bi ? F(Bi) : NULL,
+                      .R = R ? F(R) : NULL, .ldr = N, .C = F(C), .ldc = N, .act = act};
     gemm_task t = {&a, mv_kernels(parse_isa(isa))->gemm};
     int n = parse_threads(nth);
     Py_BEGIN_ALLOW_THREADS
@@ -103,8 +104,11 @@ static PyObject *py_conv2d(PyObject *self, PyObject *args) {
     }
     if (!Wp || !zero || (wino && (!tmp || !scratch))) { PyErr_NoMemory(); goto done; }
     memset(zero, 0, (size_t)(C1 + C2 + 16) * sizeof(float));
-    mv_conv2d_args a = {B, H, Wd, C1, F(X), C1, C2, X2 ? F(X2) : NULL, C2, OH, OW, Co, kh, kw, stride, pad, dil,
-                        Wp, Bi ? F(Bi) : NULL, R ? F(R) : NULL, Co, F(Y), Co, act, zero, scratch};
+    mv_conv2d_args a = {.B = B, .H = H, .W = Wd, .C1 = C1, .X1 = F(X), .ldx1 = C1,
+                        .C2 = C2, .X2 = X2 ? F(X2) : NULL, .ldx2 = C2, .OH = OH, .OW = OW, .Cout = Co,
+                        .kh = kh, .kw = kw, .stride = stride, .pad = pad, .dil = dil, .Wp = Wp,
+                        .bias = Bi ? F(Bi) : NULL, .R = R ? F(R) : NULL, .ldr = Co, .Y = F(Y), .ldy = Co,
+                        .act = act, .zero = zero, .scratch = scratch};
     const mv_kernel_table *kt = mv_kernels(parse_isa(isa));
     conv_task t = {&a, wino ? kt->conv3x3_wino : kt->conv2d, per};
     if (PyArray_SIZE(Y) > 0) {
@@ -149,7 +153,8 @@ static PyObject *py_dwconv2d(PyObject *self, PyObject *args) {
     npy_intp dims[4] = {B, OH, OW, C};
     if (!(Y = new_f32(4, dims))) goto done;
     if (!(Wt = mv_aligned_alloc((size_t)9 * C * sizeof(float)))) { PyErr_NoMemory(); goto done; }
-    mv_dwconv2d_args a = {B, H, Wd, C, F(X), OH, OW, stride, pad, dil, Wt, Bi ? F(Bi) : NULL, F(Y), act};
+    mv_dwconv2d_args a = {.B = B, .H = H, .W = Wd, .C = C, .X = F(X), .OH = OH, .OW = OW, .stride = stride,
+                          .pad = pad, .dil = dil, .Wt = Wt, .bias = Bi ? F(Bi) : NULL, .Y = F(Y), .act = act};
     dw_task t = {&a, mv_kernels(parse_isa(isa))->dwconv2d};
     int n = parse_threads(nth);
     if (PyArray_SIZE(Y) > 0) {
@@ -194,7 +199,8 @@ static PyObject *py_attention(PyObject *self, PyObject *args) {
     int n = parse_threads(nth), N = (H / ph) * (W / pw);
     size_t per = mv_attention_scratch_floats(N, C3 / 3 / heads);
     if (!(scratch = mv_aligned_alloc(per * (size_t)n * sizeof(float)))) { PyErr_NoMemory(); goto done; }
-    mv_attention_args a = {B, H, W, ph, pw, C3 / 3, heads, scale, F(Q), C3, F(O), C3 / 3, scratch};
+    mv_attention_args a = {.B = B, .H = H, .W = W, .ph = ph, .pw = pw, .D = C3 / 3, .heads = heads,
+                           .scale = scale, .QKV = F(Q), .ldqkv = C3, .O = F(O), .ldo = C3 / 3, .scratch = scratch};
     att_task t = {&a, mv_kernels(parse_isa(isa))->attention, per};
     Py_BEGIN_ALLOW_THREADS
     run_parallel(att_run, &t, n);
@@ -231,7 +237,8 @@ static PyObject *py_sep_attention(PyObject *self, PyObject *args) {
     int n = parse_threads(nth), D = (C - 1) / 2;
     size_t per = mv_sep_attention_scratch_floats((H / ph) * (W / pw), D);
     if (!(scratch = mv_aligned_alloc(per * (size_t)n * sizeof(float)))) { PyErr_NoMemory(); goto done; }
-    mv_sep_attention_args a = {B, H, W, ph, pw, D, F(Q), C, F(O), D, scratch};
+    mv_sep_attention_args a = {.B = B, .H = H, .W = W, .ph = ph, .pw = pw, .D = D, .QKV = F(Q), .ldqkv = C,
+                               .O = F(O), .ldo = D, .scratch = scratch};
     sep_task t = {&a, per, mv_kernels(parse_isa(isa))->sep_attention};
     Py_BEGIN_ALLOW_THREADS
     run_parallel(sep_run, &t, n);
@@ -256,7 +263,7 @@ typedef struct {
     mv_groupnorm1_fn gnf;
 } misc_task;
 
-enum { K_LN, K_GN, K_BN, K_ACT, K_ADD, K_CAT, K_UNF, K_FOLD, K_RESIZE, K_GAP, K_N2H, K_H2N, K_CROP };
+enum { K_LN, K_GN, K_BN, K_ACT, K_ADD, K_CAT, K_UNF, K_FOLD, K_RESIZE, K_GLOBAL_AVG_POOL, K_N2H, K_H2N, K_CROP };
 
 static void misc_run(void *c, int tid, int nth) {
     misc_task *t = c;
@@ -271,7 +278,7 @@ static void misc_run(void *c, int tid, int nth) {
     case K_FOLD: mv_fold_nhwc_f32__ref(t->x, t->B, t->H, t->W, t->C, t->i0, t->i1, t->y, tid, nth); break;
     case K_RESIZE: mv_resize_bilinear_nhwc_f32__ref(t->x, t->B, t->H, t->W, t->C, t->y, t->OH, t->OW, t->i0, tid, nth); break;
     case K_CROP: mv_crop_pad_nhwc_f32__ref(t->x, t->B, t->H, t->W, t->C, t->y, t->OH, t->OW, tid, nth); break;
-    case K_GAP: mv_gap_nhwc_f32__ref(t->x, t->B, (ptrdiff_t)t->H * t->W, t->C, t->C, t->y, tid, nth); break;
+    case K_GLOBAL_AVG_POOL: mv_global_avg_pool_nhwc_f32__ref(t->x, t->B, (ptrdiff_t)t->H * t->W, t->C, t->C, t->y, tid, nth); break;
     case K_N2H: mv_nchw_to_nhwc_f32__ref(t->x, t->B, t->C, t->H, t->W, t->y, tid, nth); break;
     case K_H2N: mv_nhwc_to_nchw_f32__ref(t->x, t->B, t->C, t->H, t->W, t->C, t->y, tid, nth); break;
     }
@@ -485,7 +492,8 @@ static PyObject *py_resize_argmax(PyObject *self, PyObject *args) {
     npy_intp dims[3] = {DIM(X, 0), OH, OW};
     PyArrayObject *L = (PyArrayObject *)PyArray_SimpleNew(3, dims, NPY_INT64);
     if (!L) { Py_DECREF(X); return NULL; }
-    argmax_task t = {F(X), (int64_t *)PyArray_DATA(L), DIM(X, 0), DIM(X, 1), DIM(X, 2), DIM(X, 3), OH, OW, ac};
+    argmax_task t = {.x = F(X), .lab = (int64_t *)PyArray_DATA(L), .B = DIM(X, 0), .H = DIM(X, 1),
+                     .W = DIM(X, 2), .C = DIM(X, 3), .OH = OH, .OW = OW, .ac = ac};
     if (PyArray_SIZE(L) > 0) {
         Py_BEGIN_ALLOW_THREADS
         run_parallel(argmax_run, &t, parse_threads(nth));
@@ -513,7 +521,7 @@ done:
     return ret;
 }
 
-/* gap(x[B,H,W,C], nth) -> [B,C] */
+/* global_avg_pool(x[B,H,W,C], nth) -> [B,C] */
 static PyObject *py_global_avg_pool(PyObject *self, PyObject *args) {
     PyObject *xo;
     int nth;
@@ -521,10 +529,10 @@ static PyObject *py_global_avg_pool(PyObject *self, PyObject *args) {
     PyArrayObject *X = as_f32(xo, 4, "x"), *Y = NULL;
     PyObject *ret = NULL;
     if (!X) return NULL;
-    if (DIM(X, 1) < 1 || DIM(X, 2) < 1) { PyErr_SetString(PyExc_ValueError, "gap: empty feature map"); goto done; }
+    if (DIM(X, 1) < 1 || DIM(X, 2) < 1) { PyErr_SetString(PyExc_ValueError, "global_avg_pool: empty feature map"); goto done; }
     npy_intp dims[2] = {DIM(X, 0), DIM(X, 3)};
     if (!(Y = new_f32(2, dims))) goto done;
-    misc_task t = {.kind = K_GAP, .x = F(X), .y = F(Y), .B = DIM(X, 0), .H = DIM(X, 1), .W = DIM(X, 2), .C = DIM(X, 3)};
+    misc_task t = {.kind = K_GLOBAL_AVG_POOL, .x = F(X), .y = F(Y), .B = DIM(X, 0), .H = DIM(X, 1), .W = DIM(X, 2), .C = DIM(X, 3)};
     ret = finish_misc(&t, Y, nth); Y = NULL;
 done:
     Py_XDECREF(X); Py_XDECREF(Y);

@@ -99,8 +99,8 @@ static void run_node(const mv_graph *g, const mv_plan *p, int i,
         if (o->root != i + 1) break;     /* identity alias */
         mv_crop_pad_nhwc_f32__ref(X, x->B, x->H, x->W, x->C, Y, o->H, o->W, tid, nth);
         break;
-    case MV_OP_GAP:
-        mv_gap_nhwc_f32__ref(X, x->B, (ptrdiff_t)x->H * x->W, x->C, x->C, Y, tid, nth);
+    case MV_OP_GLOBAL_AVG_POOL:
+        mv_global_avg_pool_nhwc_f32__ref(X, x->B, (ptrdiff_t)x->H * x->W, x->C, x->C, Y, tid, nth);
         break;
     case MV_OP_ADD:
         mv_add_f32__ref(X, A + p->t[n->in[1]].offset, (ptrdiff_t)x->B * x->H * x->W * x->C, Y, tid, nth);

@@ -135,7 +135,7 @@ mv_status mv_graph_set_node(mv_graph *g, int index, const mv_node *spec,
         if (n.p.act.act < 0 || n.p.act.act > MV_ACT_RELU) { ERR("node %d: unknown activation %d", index, n.p.act.act); return MV_ERR_ARG; }
         n.cout = cin[0];
         break;
-    case MV_OP_GAP:
+    case MV_OP_GLOBAL_AVG_POOL:
         n.cout = cin[0];
         break;
     case MV_OP_ADD:

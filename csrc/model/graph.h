@@ -28,7 +28,7 @@ typedef enum {
     MV_OP_LAYERNORM = 3,  /* in: x; over channels of each pixel */
     MV_OP_ATTENTION = 4,  /* in: qkv (3D channels) -> D channels */
     MV_OP_RESIZE = 5,     /* in: x [, like]; bilinear to even size / like's size */
-    MV_OP_GAP = 6,        /* in: x -> [B, 1, 1, C] */
+    MV_OP_GLOBAL_AVG_POOL = 6,        /* in: x -> [B, 1, 1, C] */
     MV_OP_ADD = 7,        /* in: a, b */
     MV_OP_ACT = 8,        /* in: x */
     MV_OP_GROUPNORM1 = 9, /* in: x; GroupNorm(1, C) per image */

@@ -157,7 +157,7 @@ mv_status mv_plan_init(mv_plan *p, const mv_graph *g, int B, int H, int W,
             if (o->H == x->H && o->W == x->W) o->root = x->root;   /* identity: alias */
             break;
         }
-        case MV_OP_GAP:
+        case MV_OP_GLOBAL_AVG_POOL:
             o->H = o->W = 1;
             break;
         case MV_OP_ADD:

@@ -160,8 +160,9 @@ void mv_conv3x3_wino_nhwc_f32__ref(const mv_conv2d_args *a, int tid, int nth) {
             }
         }
         for (int xi = 0; xi < 16; xi++) {
-            mv_gemm_args g = {nt, Cout, Cin, V + (size_t)xi * MB * Cin, Cin, a->Wp + (size_t)xi * psz,
-                              NULL, NULL, 0, M + (size_t)xi * MB * Cout, Cout, MV_ACT_NONE};
+            mv_gemm_args g = {.M = nt, .N = Cout, .K = Cin, .A = V + (size_t)xi * MB * Cin, .lda = Cin,
+                              .Wp = a->Wp + (size_t)xi * psz, .C = M + (size_t)xi * MB * Cout, .ldc = Cout,
+                              .act = MV_ACT_NONE};
             mv_gemm_nhwc_f32__ref(&g, 0, 1);
         }
         for (int t = 0; t < nt; t++) {

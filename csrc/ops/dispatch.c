@@ -50,25 +50,31 @@ const char *mv_isa_name(mv_isa isa) {
     return (isa >= 0 && isa < MV_ISA_COUNT) ? names[isa] : "?";
 }
 
+/* One table per ISA, filled by the same macro so a family cannot be
+ * forgotten on one ISA: every entry is that ISA's instance of the kernel. */
+#define MV_KERNEL_TABLE(isa)                                            \
+    {                                                                   \
+        .name = #isa,                                                   \
+        .gemm = mv_gemm_nhwc_f32__##isa,                                \
+        .conv2d = mv_conv2d_nhwc_f32__##isa,                            \
+        .conv3x3_wino = mv_conv3x3_wino_nhwc_f32__##isa,                \
+        .dwconv2d = mv_dwconv2d_nhwc_f32__##isa,                        \
+        .dwconv2d_row = mv_dwconv2d_row_nhwc_f32__##isa,                \
+        .attention = mv_attention_nhwc_f32__##isa,                      \
+        .act = mv_act_f32__##isa,                                       \
+        .layernorm = mv_layernorm_nhwc_f32__##isa,                      \
+        .groupnorm1 = mv_groupnorm1_nhwc_f32__##isa,                    \
+        .sep_attention = mv_sep_attention_nhwc_f32__##isa,              \
+    }
+
 static const mv_kernel_table tables[MV_ISA_COUNT] = {
-    {"ref", mv_gemm_nhwc_f32__ref, mv_conv2d_nhwc_f32__ref, mv_conv3x3_wino_nhwc_f32__ref,
-     mv_dwconv2d_nhwc_f32__ref, mv_dwconv2d_row_nhwc_f32__ref,
-     mv_attention_nhwc_f32__ref, mv_act_f32__ref,
-     mv_layernorm_nhwc_f32__ref,
-     mv_groupnorm1_nhwc_f32__ref, mv_sep_attention_nhwc_f32__ref},
+    [MV_ISA_REF] = MV_KERNEL_TABLE(ref),
 #ifdef MV_HAVE_X86
-    {"avx2", mv_gemm_nhwc_f32__avx2, mv_conv2d_nhwc_f32__avx2, mv_conv3x3_wino_nhwc_f32__avx2,
-     mv_dwconv2d_nhwc_f32__avx2, mv_dwconv2d_row_nhwc_f32__avx2,
-     mv_attention_nhwc_f32__avx2, mv_act_f32__avx2,
-     mv_layernorm_nhwc_f32__avx2,
-     mv_groupnorm1_nhwc_f32__avx2, mv_sep_attention_nhwc_f32__avx2},
-    {"avx512", mv_gemm_nhwc_f32__avx512, mv_conv2d_nhwc_f32__avx512, mv_conv3x3_wino_nhwc_f32__avx512,
-     mv_dwconv2d_nhwc_f32__avx512, mv_dwconv2d_row_nhwc_f32__avx512,
-     mv_attention_nhwc_f32__avx512, mv_act_f32__avx512,
-     mv_layernorm_nhwc_f32__avx512,
-     mv_groupnorm1_nhwc_f32__avx512, mv_sep_attention_nhwc_f32__avx512},
+    [MV_ISA_AVX2] = MV_KERNEL_TABLE(avx2),
+    [MV_ISA_AVX512] = MV_KERNEL_TABLE(avx512),
 #endif
 };
+#undef MV_KERNEL_TABLE
 
 const mv_kernel_table *mv_kernels(mv_isa isa) {
     if (!mv_isa_supported(isa)) isa = MV_ISA_REF;

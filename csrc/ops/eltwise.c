@@ -86,7 +86,7 @@ void mv_fold_nhwc_f32__ref(const float *T, int B, int H, int W, int C, int ph,
 }
 
 /* Sum in pixel order (fixed), then divide.  Split over (b, c). */
-void mv_gap_nhwc_f32__ref(const float *X, int B, ptrdiff_t HW, int C,
+void mv_global_avg_pool_nhwc_f32__ref(const float *X, int B, ptrdiff_t HW, int C,
                           ptrdiff_t ldx, float *Y, int tid, int nth) {
     ptrdiff_t p0, p1;
     mv_partition((ptrdiff_t)B * C, tid, nth, &p0, &p1);

@@ -25,8 +25,9 @@ void mv_invres_nhwc_f32(const mv_invres_args *a, const mv_kernel_table *kt, int 
     const int cap = mv_invres_ring_rows(a->rows, s, a->dil);
     float *ring = a->scratch;
     float *band = ring + MV_ROUND_UP((size_t)cap * W * Ce, 16);
-    const mv_dwconv2d_args dw = {1, H, W, Ce, NULL, a->OH, a->OW, s, a->pad, a->dil,
-                                 a->Wdw, a->bdw, NULL, a->act_dw};
+    const mv_dwconv2d_args dw = {.B = 1, .H = H, .W = W, .C = Ce, .X = NULL, .OH = a->OH, .OW = a->OW,
+                                 .stride = s, .pad = a->pad, .dil = a->dil, .Wt = a->Wdw, .bias = a->bdw,
+                                 .Y = NULL, .act = a->act_dw};
     ptrdiff_t r0, r1;
     mv_partition((ptrdiff_t)a->B * a->OH, tid, nth, &r0, &r1);
     int cur_b = -1, have_hi = -1;        /* expanded rows of image cur_b done up to have_hi */
@@ -39,9 +40,10 @@ void mv_invres_nhwc_f32(const mv_invres_args *a, const mv_kernel_table *kt, int 
         /* expand the input rows this group still lacks, in runs of adjacent slots */
         for (int iy = MV_MAX(lo, have_hi + 1); iy <= hi;) {
             int slot = iy % cap, n = MV_MIN(hi - iy + 1, cap - slot);
-            mv_gemm_args e = {(ptrdiff_t)n * W, Ce, a->Cin,
-                              a->X + ((ptrdiff_t)b * H + iy) * W * a->Cin, a->Cin,
-                              a->We, a->be, NULL, 0, ring + (size_t)slot * W * Ce, Ce, a->act_e};
+            mv_gemm_args e = {.M = (ptrdiff_t)n * W, .N = Ce, .K = a->Cin,
+                              .A = a->X + ((ptrdiff_t)b * H + iy) * W * a->Cin, .lda = a->Cin,
+                              .Wp = a->We, .bias = a->be, .C = ring + (size_t)slot * W * Ce, .ldc = Ce,
+                              .act = a->act_e};
             kt->gemm(&e, 0, 1);
             iy += n;
         }
@@ -57,9 +59,9 @@ void mv_invres_nhwc_f32(const mv_invres_args *a, const mv_kernel_table *kt, int 
         }
         /* project (+ residual) straight into Y */
         ptrdiff_t orow = ((ptrdiff_t)b * a->OH + oy0) * a->OW;
-        mv_gemm_args pj = {(ptrdiff_t)g * a->OW, a->Cout, Ce, band, Ce, a->Wp, a->bp,
-                           a->has_res ? a->X + orow * a->Cin : NULL, a->Cin,
-                           a->Y + orow * a->Cout, a->Cout, MV_ACT_NONE};
+        mv_gemm_args pj = {.M = (ptrdiff_t)g * a->OW, .N = a->Cout, .K = Ce, .A = band, .lda = Ce,
+                           .Wp = a->Wp, .bias = a->bp, .R = a->has_res ? a->X + orow * a->Cin : NULL,
+                           .ldr = a->Cin, .C = a->Y + orow * a->Cout, .ldc = a->Cout, .act = MV_ACT_NONE};
         kt->gemm(&pj, 0, 1);
         r += g;
     }

@@ -269,7 +269,7 @@ void mv_resize_bilinear_argmax_nhwc_f32__ref(const float *X, int B, int H, int W
                                              int tid, int nth);
 
 /* ---- global average pooling: Y[b, c] = mean over H*W ---------------------*/
-void mv_gap_nhwc_f32__ref(const float *X, int B, ptrdiff_t HW, int C,
+void mv_global_avg_pool_nhwc_f32__ref(const float *X, int B, ptrdiff_t HW, int C,
                           ptrdiff_t ldx, float *Y, int tid, int nth);
 
 /* ---- dispatch --------------------------------------------------------------*/

@@ -7,8 +7,9 @@
     >>> df.to_parquet("predictions/")          # or df.compute()
 
 Dask is imported only inside the functions of this module: ``import mobilevit``
-never imports it, and the worker-side helpers (model cache, result columns)
-are shared with :mod:`mobilevit.ray`.
+never imports it.  The worker-side helpers (model cache, result columns) are
+in :mod:`mobilevit.cluster`, shared with :mod:`mobilevit.ray`; the columns are
+the fields of a :class:`mobilevit.Predictor` row (one schema everywhere).
 
 How it runs
 -----------
@@ -93,7 +94,7 @@ def predict_partition(items, source: ModelSource, options: Dict[str, Any],
         items = list(items)
     n = threads_per_worker or _distributed_worker_threads()
     pred = get_predictor(source, options, n)
-    rows = list(pred.predict(items, single=False))
+    rows = list(pred.predict(items))
     df = to_pandas(rows_to_columns(items, rows), index)
     count_rows(len(items))
     return df

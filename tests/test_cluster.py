@@ -69,8 +69,8 @@ def reference(model, files):
     pred = mobilevit.Predictor(model, preset=PRESET, batch_size=4, top_k=TOP_K, num_threads=1)
     rows = list(pred.predict(files["paths"]))
     assert [r["index"] for r in rows] == list(range(len(files["paths"])))
-    return [(r["input"], [p["label"] for p in r["predictions"]], [p["class_id"] for p in r["predictions"]],
-             [p["score"] for p in r["predictions"]], r["error"]) for r in rows]
+    return [(r["path"], r["labels"], r["class_ids"],
+             r["scores"], r["error"]) for r in rows]
 
 
 def _null(v):

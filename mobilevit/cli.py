@@ -594,7 +594,8 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     ap = _Parser(prog="mobilevit", description="MobileViT on the CPU: classify or segment images.")
     ap.add_argument("--version", action="version", version=f"mobilevit {__version__}")
-    sub = ap.add_subparsers(dest="command", metavar="{predict,segment,info}")
+    sub = ap.add_subparsers(dest="command", metavar="{predict,segment,info}",
+                            help="what to do (mobilevit COMMAND --help for its options)")
     p = sub.add_parser("predict", help="classify images (files, folders, globs)",
                        description="Classify images: one row per input (path, labels, scores, class_ids, error).")
     p.add_argument("paths", nargs="*", help="image files, folders (walked recursively) or globs "

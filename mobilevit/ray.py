@@ -46,26 +46,30 @@ def _cluster_cpus() -> int:
 
 def actor_pool(num_cpus: int = 1, size: Optional[int] = None):
     """A ``ray.data.ActorPoolStrategy`` that fits the running cluster: ``size`` actors of
-    ``num_cpus`` CPUs each (default: as many as the cluster's CPUs hold, at least one).
+    ``num_cpus`` CPUs each (default: as many as fit), leaving one CPU for the dataset's read and
+    write tasks.
 
-    Ray waits without a message for actors it cannot place (``ActorPoolStrategy(size=4)`` with
-    ``num_cpus=2`` on a 2-core machine never starts); this raises ValueError instead, naming
-    what was asked and what the cluster has."""
+    Ray waits without a message for work it cannot place: ``ActorPoolStrategy(size=4)`` with
+    ``num_cpus=2`` on a 2-core machine never starts, and neither does a pool that takes every
+    CPU, because ``read_binary_files``' read task then has none.  This raises ValueError
+    instead, naming what was asked and what the cluster has."""
     import ray.data
     from .threads import check_num_threads
     num_cpus = check_num_threads(num_cpus, "num_cpus")
     cpus = _cluster_cpus()
-    if num_cpus > cpus:
-        raise ValueError(f"num_cpus={num_cpus} per actor, but the Ray cluster has {cpus} CPUs: no actor "
-                         f"could start (ray would wait forever); use num_cpus <= {cpus}")
-    fit = max(1, cpus // num_cpus)
+    fit = (cpus - 1) // num_cpus       # one CPU stays free for the read / write tasks
+    if fit < 1:
+        raise ValueError(f"num_cpus={num_cpus} per actor plus 1 CPU for Ray Data's read/write tasks needs "
+                         f"{num_cpus + 1} CPUs, but the Ray cluster has {cpus}: ray would wait forever; use "
+                         f"num_cpus <= {max(1, cpus - 1)}" + (" (or a cluster with more CPUs)" if cpus < 2 else ""))
     if size is None:
         size = fit
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
     if size > fit:
-        raise ValueError(f"{size} actors x {num_cpus} CPUs = {size * num_cpus} CPUs, but the Ray cluster has "
-                         f"{cpus}: ray would wait forever for the rest; use size <= {fit} or fewer CPUs per actor")
+        raise ValueError(f"{size} actors x {num_cpus} CPUs + 1 CPU for Ray Data's read/write tasks = "
+                         f"{size * num_cpus + 1} CPUs, but the Ray cluster has {cpus}: ray would wait forever "
+                         f"for the rest; use size <= {fit} or fewer CPUs per actor")
     return ray.data.ActorPoolStrategy(size=size)
 
 

@@ -168,10 +168,10 @@ def test_readme_block_runs(workdir, index, lang, code):
     else:
         cmd = ["bash", "-e", "-o", "pipefail", "-c", code]
     try:
-        p = subprocess.run(cmd, cwd=workdir["dir"], env=workdir["env"], capture_output=True, text=True, timeout=600)
+        p = subprocess.run(cmd, cwd=workdir["dir"], env=workdir["env"], capture_output=True, text=True, timeout=300)
     except subprocess.TimeoutExpired as e:
         workdir["failed"].append(index)
-        pytest.fail(f"README block {index} ({lang}) did not finish in 600 s:\n{code}\n{e.stdout}\n{e.stderr}")
+        pytest.fail(f"README block {index} ({lang}) did not finish in 300 s:\n{code}\n{e.stdout}\n{e.stderr}")
     if p.returncode != 0:
         workdir["failed"].append(index)
         pytest.fail(f"README block {index} ({lang}) exited {p.returncode}:\n{code}\n--- stdout\n{p.stdout}"

@@ -230,6 +230,8 @@ def model_summary(model, input_size: Optional[Tuple[int, int]] = None) -> Summar
     x = np.zeros((1, cfg.in_channels, h, w), np.float32)
     counts: dict = {}
     for k, v in model.params.items():
+        if k.endswith(("running_mean", "running_var")):   # buffers, as model.num_parameters() counts
+            continue
         parts = k.split(".")
         key = ".".join(parts[:2]) if parts[0] == "stages" else parts[0]
         counts[key] = counts.get(key, 0) + int(v.size)

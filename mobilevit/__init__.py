@@ -9,11 +9,12 @@ predict(image_or_path_or_list, model=None, top_k=5)
     Both display as pictures in a notebook.  ``model=None`` is the bundled digits model.
 from_pretrained(source, model_name=None, ...)
     Load weights.  ``source`` is an HF ``save_pretrained`` folder (config.json +
-    model.safetensors / pytorch_model.bin, with preprocessor_config.json), a folder written by
-    ``model.save``, a single ``.safetensors`` / ``.pt`` / ``.pth`` / ``.bin`` / ``.tar``
-    checkpoint (timm, HF transformers or ml-cvnets names; read without torch and without running
-    anything from the file), or an in-memory state dict.  The architecture is detected from the
-    keys and shapes; ``model_name`` forces it.
+    model.safetensors / pytorch_model.bin, with preprocessor_config.json), timm's
+    ``save_for_hf`` folder, a folder written by ``model.save``, a single checkpoint file
+    (``torch.save`` zip or legacy, ``.safetensors``; the format is detected from its bytes) with
+    timm, HF transformers or ml-cvnets names, optionally nested in a training checkpoint, or an
+    in-memory mapping of numpy arrays / torch tensors.  Nothing from a file is executed and torch
+    is not needed.  The variant is inferred from the tensor shapes; ``model_name`` forces it.
 create_model(name, num_classes=None, ...)
     A randomly initialised network by name (``list_models()``: mobilevit_xxs/_xs/_s,
     mobilevitv2_050 ... _200; ``deeplabv3_<backbone>`` for segmentation).

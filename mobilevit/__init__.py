@@ -1,11 +1,39 @@
-"""mobilevit: Apple's MobileViT networks on the CPU, C kernels + OpenMP.
+"""mobilevit: Apple's MobileViT networks on the CPU (C kernels + OpenMP), no torch at run time.
+
+Entry points
+------------
+predict(image_or_path_or_list, model=None, top_k=5)
+    Classify one image or a list (paths, bytes, PIL images, uint8 HWC arrays) with the
+    checkpoint's preprocessing; returns a Prediction row (``path``, ``labels``, ``scores``,
+    ``class_ids``, ``error``) or a list of them; DeepLabv3 models give Segmentation results.
+    Both display as pictures in a notebook.  ``model=None`` is the bundled digits model.
+from_pretrained(source, model_name=None, ...)
+    Load weights.  ``source`` is an HF ``save_pretrained`` folder (config.json +
+    model.safetensors / pytorch_model.bin, with preprocessor_config.json), timm's
+    ``save_for_hf`` folder, a folder written by ``model.save``, a single checkpoint file
+    (``torch.save`` zip or legacy, ``.safetensors``; the format is detected from its bytes) with
+    timm, HF transformers or ml-cvnets names, optionally nested in a training checkpoint, or an
+    in-memory mapping of numpy arrays / torch tensors.  Nothing from a file is executed and torch
+    is not needed.  The variant is inferred from the tensor shapes; ``model_name`` forces it.
+create_model(name, num_classes=None, ...)
+    A randomly initialised network by name (``list_models()``: mobilevit_xxs/_xs/_s,
+    mobilevitv2_050 ... _200; ``deeplabv3_<backbone>`` for segmentation).
+MobileViT
+    The model: ``model(x)`` on a float32 NCHW batch gives logits; ``model.predict(images)``,
+    ``model.segment(image)``, ``model.forward_features(x)``, ``model.summary()``,
+    ``model.save(folder)``, ``model.load_state_dict(sd)``.
+Predictor(model, preset=None, batch_size=16, top_k=5)
+    Streaming batch prediction over many inputs (one row per input, in order; a bad file is an
+    error row).  ``mobilevit predict`` (the CLI), ``mobilevit.dask.predict`` and
+    ``mobilevit.ray.MobileViTPredictor`` write the same rows (``predictor.SCHEMA_VERSION``).
+set_num_threads(n) / set_isa("ref"|"avx2"|"avx512"|"auto")
+    Threads for every kernel; force a kernel path.
 
     >>> import mobilevit
-    >>> model = mobilevit.create_model("mobilevit_s")
-    >>> logits = model(x)                 # x: float32 NCHW, any H, W >= 32
-
-Weights load from timm, HF transformers or ml-cvnets state dicts with
-``model.load_state_dict``.  torch is never needed at run time.
+    >>> row = mobilevit.predict("digit.png")            # bundled default model
+    >>> row["labels"][0], row["scores"][0]
+    >>> model = mobilevit.from_pretrained("path/to/hf_folder")
+    >>> logits = model(x)                               # x: float32 NCHW, any H, W >= 32
 """
 try:
     from . import _C
@@ -19,7 +47,7 @@ from . import ops
 from .config import MODEL_CONFIGS, MobileViTConfig, get_config, list_models
 from .model import LoadResult, MobileViT, StateDictError, create_model, set_default_memory_limit
 from .hub import from_pretrained
-from .predictor import Predictor
+from .predictor import Predictor, predict
 from .checkpoint import CheckpointError, UnsafeCheckpointError, load_checkpoint
 
 __version__ = "0.1.0"
@@ -75,6 +103,6 @@ def _isa_from_environment() -> None:
 _isa_from_environment()
 
 
-__all__ = ["set_default_memory_limit", "create_model", "from_pretrained", "Predictor", "load_checkpoint", "CheckpointError", "UnsafeCheckpointError", "list_models", "get_config", "MobileViT", "MobileViTConfig", "MODEL_CONFIGS",
+__all__ = ["predict", "set_default_memory_limit", "create_model", "from_pretrained", "Predictor", "load_checkpoint", "CheckpointError", "UnsafeCheckpointError", "list_models", "get_config", "MobileViT", "MobileViTConfig", "MODEL_CONFIGS",
            "LoadResult", "StateDictError", "ops", "set_num_threads", "get_num_threads", "set_isa", "get_isa",
            "available_isas"]

@@ -7,8 +7,9 @@
     >>> df.to_parquet("predictions/")          # or df.compute()
 
 Dask is imported only inside the functions of this module: ``import mobilevit``
-never imports it, and the worker-side helpers (model cache, result columns)
-are shared with :mod:`mobilevit.ray`.
+never imports it.  The worker-side helpers (model cache, result columns) are
+in :mod:`mobilevit.cluster`, shared with :mod:`mobilevit.ray`; the columns are
+the fields of a :class:`mobilevit.Predictor` row (one schema everywhere).
 
 How it runs
 -----------
@@ -59,81 +60,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
-import threading
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional
+
+from .cluster import (OUTPUT_COLUMNS, ModelSource, columns_to_arrow, count_rows, empty_frame,  # noqa: F401
+                      get_predictor, rows_to_columns, to_pandas, worker_info)
 
 __all__ = ["predict", "ModelSource", "predict_partition", "worker_info", "OUTPUT_COLUMNS"]
-
-OUTPUT_COLUMNS = ("path", "labels", "scores", "class_ids", "error")
-
-
-# ---------------------------------------------------------------------------------------------
-# The model as it travels: a weights path or the model's pickle (small: config + weights)
-# ---------------------------------------------------------------------------------------------
-class ModelSource:
-    """What a worker needs to build the model, and the key it is cached under.
-
-    ``ModelSource(weights="/shared/ckpt")`` (any source :func:`mobilevit.from_pretrained`
-    reads, as a path every worker can open), ``ModelSource(model=model)`` (the
-    model's own pickle, hashed once here), or ``ModelSource()`` for the bundled
-    default model."""
-
-    def __init__(self, weights=None, model=None, model_name: Optional[str] = None):
-        if weights is not None and model is not None:
-            raise ValueError("pass either weights= (a path) or model= (a MobileViT), not both")
-        self.weights: Optional[str] = None
-        self.blob: Optional[bytes] = None
-        self.model_name = model_name
-        if model is not None:
-            self.blob = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
-            self.key = "pickle:" + hashlib.sha256(self.blob).hexdigest()
-        elif weights is not None:
-            if not isinstance(weights, (str, os.PathLike)):
-                raise TypeError("weights= must be a path (str / os.PathLike) readable by every worker; "
-                                "pass an in-memory model as model=")
-            self.weights = os.path.abspath(os.fspath(weights))
-            self.key = f"path:{self.weights}:{model_name or ''}"
-        else:
-            self.key = "default"
-
-    def load(self):
-        if self.blob is not None:
-            return pickle.loads(self.blob)
-        if self.weights is not None:
-            from .hub import from_pretrained
-            return from_pretrained(self.weights, model_name=self.model_name)
-        from .default import load_default_model
-        return load_default_model()
-
-    def __repr__(self):
-        return f"ModelSource({self.key[:24]}{'...' if len(self.key) > 24 else ''})"
-
-
-# ---------------------------------------------------------------------------------------------
-# Worker-side state: one model per process, one network call at a time per process
-# ---------------------------------------------------------------------------------------------
-_BUILD_LOCK = threading.Lock()
-_RUN_LOCK = threading.Lock()
-_MODELS: Dict[str, Any] = {}
-_PREDICTORS: Dict[tuple, Any] = {}
-_STATE = {"model_builds": 0, "num_threads": None, "partitions": 0, "rows": 0}
-
-
-class _SerialModel:
-    """The cached model behind a per-process lock, so concurrent tasks in one
-    worker process take turns on the (multi-threaded) network."""
-
-    def __init__(self, model, lock):
-        self._model = model
-        self._lock = lock
-
-    def __call__(self, x, **kw):
-        with self._lock:
-            return self._model(x, **kw)
-
-    def __getattr__(self, name):
-        return getattr(self._model, name)
 
 
 def _distributed_worker_threads() -> Optional[int]:
@@ -150,103 +82,6 @@ def _distributed_worker_threads() -> Optional[int]:
     return int(n) if n else None
 
 
-def _apply_threads(n: Optional[int]) -> Optional[int]:
-    if n is None:
-        return None
-    n = max(1, int(n))
-    from . import get_num_threads, set_num_threads
-    if get_num_threads() != n:
-        set_num_threads(n)
-    _STATE["num_threads"] = n
-    return n
-
-
-def get_predictor(source: ModelSource, options: Dict[str, Any], num_threads: Optional[int] = None):
-    """The cached :class:`mobilevit.Predictor` of this process for ``source``
-    and ``options`` (top_k, batch_size, preset, multi_scale); the model is built
-    on first use only.  ``num_threads`` is applied with
-    :func:`mobilevit.set_num_threads` and passed to the network calls."""
-    from .predictor import Predictor
-    n = _apply_threads(num_threads)
-    key = (source.key, tuple(sorted(options.items())), n)
-    pred = _PREDICTORS.get(key)
-    if pred is not None:
-        return pred
-    with _BUILD_LOCK:
-        pred = _PREDICTORS.get(key)
-        if pred is not None:
-            return pred
-        model = _MODELS.get(source.key)
-        if model is None:
-            model = source.load()
-            _MODELS[source.key] = model
-            _STATE["model_builds"] += 1
-        decode_threads = options.get("num_workers") or max(1, n or 1)
-        opts = {k: v for k, v in options.items() if k != "num_workers"}
-        pred = Predictor(_SerialModel(model, _RUN_LOCK), num_workers=decode_threads, num_threads=n, **opts)
-        _PREDICTORS[key] = pred
-        return pred
-
-
-def worker_info() -> dict:
-    """This process's cache: pid, models built, model keys, thread budget,
-    partitions and rows predicted (``client.run(mobilevit.dask.worker_info)``)."""
-    return {"pid": os.getpid(), "model_builds": _STATE["model_builds"], "models": sorted(_MODELS),
-            "num_threads": _STATE["num_threads"], "partitions": _STATE["partitions"], "rows": _STATE["rows"]}
-
-
-# ---------------------------------------------------------------------------------------------
-# Rows -> Arrow-backed columns
-# ---------------------------------------------------------------------------------------------
-def arrow_schema():
-    import pyarrow as pa
-    return pa.schema([("path", pa.string()), ("labels", pa.list_(pa.string())),
-                      ("scores", pa.list_(pa.float64())), ("class_ids", pa.list_(pa.int64())),
-                      ("error", pa.string())])
-
-
-def _path_of(item) -> Optional[str]:
-    if isinstance(item, (str, os.PathLike)):
-        from .predictor import display_name  # Arrow strings must be UTF-8: escape undecodable bytes
-        return display_name(os.fspath(item))
-    return None
-
-
-def rows_to_columns(items: Sequence, rows: List[dict]) -> Dict[str, list]:
-    """Predictor rows (one per item, in order) to the output columns as lists."""
-    if len(rows) != len(items):  # the Predictor's contract; never silently drop or duplicate
-        raise RuntimeError(f"predictor returned {len(rows)} rows for {len(items)} inputs")
-    cols: Dict[str, list] = {c: [] for c in OUTPUT_COLUMNS}
-    for i, (item, row) in enumerate(zip(items, rows)):
-        if row["index"] != i:
-            raise RuntimeError(f"predictor row {i} carries index {row['index']}")
-        preds = row["predictions"] if row["error"] is None else []
-        cols["path"].append(_path_of(item))
-        cols["labels"].append([p["label"] for p in preds])
-        cols["scores"].append([float(p["score"]) for p in preds])
-        cols["class_ids"].append([int(p["class_id"]) for p in preds])
-        cols["error"].append(row["error"])
-    return cols
-
-
-def columns_to_arrow(cols: Dict[str, list]):
-    import pyarrow as pa
-    return pa.Table.from_pydict(cols, schema=arrow_schema())
-
-
-def _to_pandas(cols: Dict[str, list], index=None):
-    import pandas as pd
-    df = columns_to_arrow(cols).to_pandas(types_mapper=pd.ArrowDtype)
-    if index is not None:
-        df.index = index
-    return df
-
-
-def empty_frame(index_dtype="int64"):
-    import pandas as pd
-    return _to_pandas({c: [] for c in OUTPUT_COLUMNS}, pd.Index([], dtype=index_dtype))
-
-
 def predict_partition(items, source: ModelSource, options: Dict[str, Any],
                       threads_per_worker: Optional[int] = None, index=None):
     """Predict one partition (any iterable of paths / encoded bytes / pandas
@@ -260,9 +95,8 @@ def predict_partition(items, source: ModelSource, options: Dict[str, Any],
     n = threads_per_worker or _distributed_worker_threads()
     pred = get_predictor(source, options, n)
     rows = list(pred.predict(items))
-    df = _to_pandas(rows_to_columns(items, rows), index)
-    _STATE["partitions"] += 1
-    _STATE["rows"] += len(items)
+    df = to_pandas(rows_to_columns(items, rows), index)
+    count_rows(len(items))
     return df
 
 

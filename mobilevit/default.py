@@ -17,6 +17,7 @@ SAMPLES_DIR = os.path.join(DATA_DIR, "samples")
 
 
 def metadata() -> dict:
+    """The bundled model's metadata (architecture, id2label, preprocessing, accuracy)."""
     with open(META_FILE, "r", encoding="utf-8") as f:
         return json.load(f)
 
@@ -35,4 +36,5 @@ def load_default_model():
 
 
 def sample_images() -> List[str]:
+    """Paths of the bundled sample digits (``digit_<d>_idx<i>.png``), sorted."""
     return sorted(glob.glob(os.path.join(SAMPLES_DIR, "*.png")))

@@ -777,6 +777,28 @@ class MobileViT:
                 f"num_classes={c.num_classes}, blocks=[{blocks}], final={c.final_channels}, "
                 f"isa={_C.get_isa()!r}, threads={_C.get_num_threads()})")
 
+    # ---- notebook / front-door helpers (thin: the work is in predictor.py and notebook.py) ----
+    def predict(self, inputs, top_k: int = 5, preset=None, num_threads: Optional[int] = None,
+                batch_size: int = 16):
+        """Classify (or, for DeepLabv3, segment) one image or a list of them with the
+        checkpoint's preprocessing: paths, bytes, PIL images, uint8 HWC arrays.  One input
+        gives one :class:`~mobilevit.predictor.Prediction` (``labels``, ``scores``,
+        ``class_ids``, ``error``), a list a list; see :func:`mobilevit.predict`."""
+        from .predictor import predict
+        return predict(inputs, model=self, top_k=top_k, preset=preset, num_threads=num_threads,
+                       batch_size=batch_size)
+
+    def summary(self, input_size=None):
+        """A table of the stages (module, output shape for one ``input_size`` image, reduction,
+        parameters), the total and the kernel path; ``print(model.summary())``, or display it
+        in a notebook.  See :func:`mobilevit.notebook.model_summary`."""
+        from .notebook import model_summary
+        return model_summary(self, input_size)
+
+    def _repr_html_(self):
+        """The :meth:`summary` table, for notebooks (``repr(model)`` stays one line)."""
+        return self.summary()._repr_html_()
+
 
 def create_model(name: str, num_classes: Optional[int] = None, pretrained: bool = False, weights=None,
                  seed: Optional[int] = 0, features_only: bool = False, out_indices: Sequence[int] = (0, 1, 2, 3, 4),

@@ -33,6 +33,8 @@ def imagenet_labels() -> List[str]:
 
 
 def class_names_for(model) -> List[str]:
+    """The model's class names: ``model.class_names`` if set, the ImageNet-1k names for a
+    1000-class model, else ``class_0`` ... ``class_{n-1}``."""
     names = getattr(model, "class_names", None)
     if names:
         return list(names)
@@ -86,13 +88,61 @@ def display_name(name) -> str:
         return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _name(item, idx: int) -> str:
+def _name(item) -> Optional[str]:
     if isinstance(item, (str, os.PathLike)):
         return display_name(os.fspath(item))
-    return f"<{type(item).__name__} #{idx}>"
+    return None
+
+
+#: version of the output row schema shared by :class:`Predictor`, the CLI (JSONL metadata line),
+#: :mod:`mobilevit.dask` and :mod:`mobilevit.ray`.  1: ``input`` + ``predictions`` list of dicts
+#: (CLI / Predictor before 0.2); 2: the flat fields of :data:`ROW_FIELDS`.
+SCHEMA_VERSION = 2
+
+#: the fields of every output row, in order: ``path`` (str, or None for in-memory inputs),
+#: ``labels`` (top-k class names, best first), ``scores`` (their softmax probabilities),
+#: ``class_ids`` (their class indices) and ``error`` (None, or ``"Type: message"``; the three
+#: lists are empty then)
+ROW_FIELDS = ("path", "labels", "scores", "class_ids", "error")
+
+
+def _is_single(inputs) -> bool:
+    """One input rather than a collection of them: a path, encoded bytes, a PIL image, or an
+    array of at most 3 dimensions (HWC / CHW / HW)."""
+    if isinstance(inputs, (str, bytes, bytearray, os.PathLike)):
+        return True
+    if isinstance(inputs, np.ndarray):
+        return inputs.ndim <= 3
+    return hasattr(inputs, "getbands") and hasattr(inputs, "size")   # a PIL image (no import needed)
+
+
+class Prediction(dict):
+    """One output row: a dict with ``index`` and the fields of :data:`ROW_FIELDS`
+    (``path``, ``labels``, ``scores``, ``class_ids``, ``error``); JSON-serialisable as is.
+
+    Rows made by :func:`mobilevit.predict` / ``model.predict`` also keep the decoded image
+    (attribute ``image``, not a key) and display in a notebook as the image beside a bar chart of
+    its top-k (``_repr_png_`` / ``_repr_html_``, drawn with Pillow)."""
+
+    image = None
+
+    @property
+    def label(self) -> Optional[str]:
+        """The top-1 class name (None for an error row)."""
+        return self["labels"][0] if self["labels"] else None
+
+    def _repr_png_(self):
+        from .notebook import prediction_png
+        return prediction_png(self)
+
+    def _repr_html_(self):
+        from .notebook import prediction_html
+        return prediction_html(self)
 
 
 def softmax_topk(logits: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(class indices, probabilities) of the ``k`` best classes of each row of ``logits``
+    [B, C], best first (ties: lower index first), softmax in float64."""
     z = logits.astype(np.float64)
     z = z - z.max(axis=1, keepdims=True)
     p = np.exp(z)
@@ -105,11 +155,12 @@ def softmax_topk(logits: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
 class Predictor:
     """``Predictor(model, preset=None, batch_size=16, top_k=5, multi_scale=False)``
 
-    ``predict(inputs)`` takes paths, PIL images or HWC arrays and yields one
-    dict per input, in input order::
+    ``predict(inputs)`` takes paths, PIL images or HWC arrays (or one of them)
+    and yields one :class:`Prediction` row per input, in input order (schema
+    :data:`SCHEMA_VERSION`, the same fields as the CLI and the Dask/Ray columns)::
 
-        {"index": 0, "input": "cat.jpg", "predictions": [{"label", "score", "class_id"}, ...],
-         "error": None}
+        {"index": 0, "path": "cat.jpg", "labels": ["tabby", ...], "scores": [0.81, ...],
+         "class_ids": [281, ...], "error": None}
 
     ``preset``: a :class:`~mobilevit.preprocess.Preprocess`, a preset name
     ("hf", "timm", "cvnets", ...) or None for the checkpoint's own.
@@ -120,9 +171,9 @@ class Predictor:
     run gives its own error row; when a batched network call fails, its
     members are run one by one so only the culprits get error rows; non-finite
     logits give the error ``"non-finite logits"``, never a prediction.
-    ``input`` is the path as given (names that are not valid UTF-8 escaped as
-    ``\\xNN``, see :func:`display_name`) or ``<type #index>`` for in-memory
-    inputs; ``bytes`` are encoded image data, so pass bytes *paths* as
+    ``path`` is the path as given (names that are not valid UTF-8 escaped as
+    ``\\xNN``, see :func:`display_name`) or None for in-memory inputs (their
+    ``index`` says which); ``bytes`` are encoded image data, so pass bytes *paths* as
     ``os.fsdecode(p)``.
     """
 
@@ -161,8 +212,8 @@ class Predictor:
             self._presets[scale] = self.preset.resized(*scale)
         return self._presets[scale]
 
-    def _prepare(self, idx: int, item) -> Tuple[int, str, Any, Optional[str], Optional[Tuple[int, int]]]:
-        name = _name(item, idx)
+    def _prepare(self, idx: int, item, name: Optional[str]
+                 ) -> Tuple[int, Optional[str], Any, Optional[str], Optional[Tuple[int, int]]]:
         try:
             if isinstance(item, np.ndarray) and item.ndim == 3 and item.shape[0] == 3 and item.dtype.kind == "f" \
                     and not self.multi_scale:
@@ -176,7 +227,10 @@ class Predictor:
             arr = preset(img)
             return idx, name, arr, None, tuple(arr.shape[1:])
         except Exception as e:  # every failure becomes that input's error row
-            return idx, name, None, f"{type(e).__name__}: {e}", None
+            msg = f"{type(e).__name__}: {e}"
+            if name is not None and isinstance(item, (bytes, bytearray)):
+                msg = msg.replace(f"<{len(item)} bytes>", repr(name))   # the decoder saw bytes; name the file
+            return idx, name, None, msg, None
 
     # ---- batching (caller's thread) ----------------------------------------------
     def _bucket_batch(self, size: Tuple[int, int]) -> int:
@@ -204,20 +258,32 @@ class Predictor:
             if not finite[r]:
                 rows.append(self._row(i, n, error="non-finite logits"))
                 continue
-            preds = [{"label": self.class_names[c] if c < len(self.class_names) else str(c),
-                      "score": float(s), "class_id": int(c)} for c, s in zip(idx[k], p[k])]
+            ids = [int(c) for c in idx[k]]
+            rows.append(self._row(i, n, ids, [float(s) for s in p[k]]))
             k += 1
-            rows.append(self._row(i, n, preds))
         return rows
 
-    @staticmethod
-    def _row(idx, name, preds=None, error=None) -> dict:
+    def _row(self, idx, name, class_ids=(), scores=(), error=None) -> Prediction:
+        names = self.class_names
         # messages can quote a raw (surrogate-escaped) file name; keep every row UTF-8 encodable
-        return {"index": idx, "input": name, "predictions": preds or [],
-                "error": display_name(error) if error is not None else None}
+        return Prediction(index=idx, path=name,
+                          labels=[names[c] if c < len(names) else str(c) for c in class_ids],
+                          scores=list(scores), class_ids=list(class_ids),
+                          error=display_name(error) if error is not None else None)
 
-    def predict(self, inputs: Iterable, progress: bool = False, total: Optional[int] = None) -> Iterator[dict]:
-        """Yield one result dict per input, in input order (streaming)."""
+    def predict(self, inputs, progress: bool = False, total: Optional[int] = None,
+                names: Optional[Iterable[Optional[str]]] = None) -> Iterator[Prediction]:
+        """Yield one :class:`Prediction` row per input, in input order (streaming).
+
+        ``inputs``: an iterable of paths, encoded image bytes, PIL images, uint8/float HWC
+        arrays or preprocessed float CHW arrays, or one such input (a single path, bytes, image
+        or array of at most 3 dimensions is one input, not a sequence).  ``names``: optional
+        row names parallel to ``inputs`` (the ``path`` field; default: the input's own path,
+        None for in-memory inputs); error messages about bytes inputs name them too.
+        ``progress``: a tqdm bar (``total`` its length when ``inputs`` has none)."""
+        if _is_single(inputs):
+            inputs = [inputs]
+        name_it = iter(names) if names is not None else None
         bar = None
         if progress:
             try:
@@ -258,7 +324,15 @@ class Predictor:
                     except StopIteration:
                         exhausted = True
                         break
-                    in_flight.append(pool.submit(self._prepare, idx, item))
+                    if name_it is None:
+                        name = _name(item)
+                    else:
+                        try:
+                            name = next(name_it)
+                        except StopIteration:
+                            raise ValueError(f"names= has fewer entries than inputs ({idx})") from None
+                        name = None if name is None else display_name(os.fspath(name))
+                    in_flight.append(pool.submit(self._prepare, idx, item, name))
                 if not in_flight:
                     break
                 idx, name, arr, err, size = in_flight.popleft().result()
@@ -284,9 +358,141 @@ class Predictor:
             if bar is not None:
                 bar.close()
 
-    def __call__(self, inputs: Iterable) -> List[dict]:
+    def __call__(self, inputs) -> List[Prediction]:
+        """``list(self.predict(inputs))``."""
         return list(self.predict(inputs))
 
 
-__all__ = ["Predictor", "imagenet_labels", "class_names_for", "preset_for", "softmax_topk", "check_num_threads",
+# ---------------------------------------------------------------------------------------------
+# The front door: mobilevit.predict / MobileViT.predict
+# ---------------------------------------------------------------------------------------------
+class Segmentation:
+    """A segmentation result of :func:`mobilevit.predict` with a DeepLabv3 model.
+
+    ``mask``: int64 label mask [H, W] at the image's resolution (None on error);
+    ``image``: the decoded PIL image; ``path``: the input's path or None;
+    ``class_names``: names of the mask's labels; ``error``: None or ``"Type: message"``.
+    In a notebook it displays as the mask over the image with a legend of the classes
+    present (``_repr_png_`` / ``_repr_html_``)."""
+
+    def __init__(self, mask, image, path, class_names, error=None):
+        self.mask, self.image, self.path, self.class_names, self.error = mask, image, path, class_names, error
+
+    def areas(self) -> Dict[str, float]:
+        """Fraction of the pixels of each class present, largest first."""
+        if self.mask is None:
+            return {}
+        counts = np.bincount(self.mask.ravel())
+        total = float(self.mask.size)
+        out = {(self.class_names[c] if c < len(self.class_names) else str(c)): counts[c] / total
+               for c in np.argsort(-counts, kind="stable") if counts[c]}
+        return out
+
+    def __repr__(self):
+        if self.error:
+            return f"Segmentation(path={self.path!r}, error={self.error!r})"
+        top = ", ".join(f"{k} {v:.0%}" for k, v in list(self.areas().items())[:3])
+        return f"Segmentation(path={self.path!r}, mask={self.mask.shape[0]}x{self.mask.shape[1]}, {top})"
+
+    def _repr_png_(self):
+        from .notebook import segmentation_png
+        return segmentation_png(self)
+
+    def _repr_html_(self):
+        from .notebook import segmentation_html
+        return segmentation_html(self)
+
+
+_LOADED: Dict[str, Any] = {}
+
+
+def _resolve_model(model):
+    if model is None:
+        if "default" not in _LOADED:
+            from .default import load_default_model
+            _LOADED["default"] = load_default_model()
+        return _LOADED["default"]
+    if isinstance(model, (str, os.PathLike)):
+        key = os.path.abspath(os.fspath(model))
+        if key not in _LOADED:
+            from .hub import from_pretrained
+            _LOADED[key] = from_pretrained(key)
+        return _LOADED[key]
+    if not callable(getattr(model, "forward", None)):
+        raise TypeError(f"model= must be a mobilevit.MobileViT, a checkpoint path or None (the bundled "
+                        f"default model), got {type(model).__name__}")
+    return model
+
+
+def _is_preprocessed(item) -> bool:
+    return isinstance(item, np.ndarray) and item.ndim == 3 and item.shape[0] == 3 and item.dtype.kind == "f"
+
+
+def predict(inputs, model=None, top_k: int = 5, preset: Union[None, str, Preprocess] = None,
+            num_threads: Optional[int] = None, batch_size: int = 16):
+    """Classify (or segment) one image or a list of them, with the checkpoint's preprocessing.
+
+    ``inputs``: a path, encoded bytes, a PIL image or a uint8 HWC array (float HWC in [0, 1]
+    and preprocessed float CHW arrays work too), or a list of them.
+    ``model``: a :class:`mobilevit.MobileViT`, a checkpoint file or folder (anything
+    :func:`mobilevit.from_pretrained` reads; loaded once and cached), or None for the bundled
+    default digits model.  ``top_k``, ``preset``, ``num_threads``, ``batch_size``: as for
+    :class:`Predictor`.
+
+    Returns a :class:`Prediction` for one input, a list of them for a list (in order; an input
+    that cannot be read gives a row with ``error`` set, it does not raise).  With a DeepLabv3
+    model the results are :class:`Segmentation` objects instead.  In a notebook both display
+    as pictures.  For folders of many images use :class:`Predictor` (it streams; this keeps the
+    decoded images for display)."""
+    from .imageio import load_image
+    m = _resolve_model(model)
+    single = _is_single(inputs)
+    items = [inputs] if single else list(inputs)
+    names = [_name(it) for it in items]
+    images = []
+    for it in items:
+        if _is_preprocessed(it):
+            images.append(it)
+            continue
+        try:
+            images.append(load_image(it))
+        except Exception:  # the Predictor gives this input its error row (same message)
+            images.append(it)
+    if getattr(m, "cfg", None) is not None and m.cfg.head == "deeplabv3":
+        class_names = class_names_for(m)
+        out = []
+        for name, img in zip(names, images):
+            try:
+                mask = m.segment(img, preset=preset, num_threads=num_threads)
+                out.append(Segmentation(mask, img, name, class_names))
+            except Exception as e:
+                out.append(Segmentation(None, img if hasattr(img, "getbands") else None, name, class_names,
+                                        display_name(f"{type(e).__name__}: {e}")))
+        return out[0] if single else out
+    pred = Predictor(m, preset=preset, batch_size=batch_size, top_k=top_k, num_threads=num_threads)
+    rows = list(pred.predict(images, names=names))
+    for row, img in zip(rows, images):
+        if hasattr(img, "getbands"):
+            row.image = img
+    return rows[0] if single else rows
+
+
+def input_hint(x) -> str:
+    """A sentence for a model input that is not a float NCHW batch: what it looks like and
+    what to call instead (``model.predict`` / :func:`mobilevit.predict`), or "" if nothing
+    better can be said."""
+    if isinstance(x, (str, os.PathLike)):
+        return f" (got a path, {display_name(os.fspath(x))!r}: use model.predict(path) for images)"
+    if isinstance(x, (bytes, bytearray)):
+        return " (got encoded image bytes: use model.predict(data))"
+    if hasattr(x, "getbands") and hasattr(x, "size"):
+        return f" (got a PIL image, {x.size[0]}x{x.size[1]} {x.mode}: use model.predict(image))"
+    a = np.asarray(x) if isinstance(x, np.ndarray) else None
+    if a is not None and a.dtype == np.uint8 and a.ndim in (2, 3):
+        return (f" (got a uint8 array of shape {a.shape}, an image: use model.predict(array), or "
+                f"mobilevit.preprocess to make a float NCHW batch)")
+    return ""
+
+
+__all__ = ["predict", "Prediction", "Segmentation", "SCHEMA_VERSION", "ROW_FIELDS", "input_hint", "Predictor", "imagenet_labels", "class_names_for", "preset_for", "softmax_topk", "check_num_threads",
            "display_name", "MAX_THREADS"]

@@ -1,35 +1,92 @@
-"""Batch prediction with Ray Data: :class:`MobileViTPredictor`, a callable
-class for ``ray.data.Dataset.map_batches``.
+"""Batch prediction with Ray Data: :func:`predict` (the short way) and
+:class:`MobileViTPredictor`, a callable class for ``ray.data.Dataset.map_batches``.
 
     >>> import ray, ray.data
-    >>> from mobilevit.ray import MobileViTPredictor
+    >>> import mobilevit.ray
     >>> ds = ray.data.read_binary_files("/shared/images/", include_paths=True)   # columns: bytes, path
-    >>> out = ds.map_batches(MobileViTPredictor, fn_constructor_kwargs={"weights": "/shared/mobilevit_s"},
-    ...                      batch_size=64, num_cpus=2, compute=ray.data.ActorPoolStrategy(size=4))
+    >>> out = mobilevit.ray.predict(ds, weights="/shared/mobilevit_s", num_cpus=2)   # actors sized to the cluster
     >>> out.write_parquet("/shared/predictions/")
+
+or, spelled out (:func:`actor_pool` checks that the pool fits the cluster's CPUs: Ray itself
+waits without a message for actors it cannot place)::
+
+    >>> out = ds.map_batches(MobileViTPredictor, fn_constructor_kwargs={"weights": "/shared/mobilevit_s"},
+    ...                      batch_size=64, num_cpus=2, compute=mobilevit.ray.actor_pool(num_cpus=2))
 
 Ray Data runs a callable class as a pool of actors: ``__init__`` runs once per
 actor (the model is built there, once), ``__call__`` once per batch.  Ray is
-imported lazily, so this module imports without ray installed (only
-:func:`ray_cpu_budget` touches it).
+imported lazily, so this module imports without ray installed.
 
 Output columns, one row per input row, in order (the same as
-:func:`mobilevit.dask.predict`): ``path`` (string, null for bytes without a
-path), ``labels`` (list<string>, top-k best first), ``scores``
+:func:`mobilevit.dask.predict`, the CLI and :class:`mobilevit.Predictor`, see
+:data:`mobilevit.predictor.ROW_FIELDS`): ``path`` (string, null for bytes
+without a path), ``labels`` (list<string>, top-k best first), ``scores``
 (list<double>), ``class_ids`` (list<int64>), ``error`` (string or null; a file
-that cannot be read or decoded gives an error row, not a failed task), plus
-any input columns named in ``keep_columns``.  By default a ``pyarrow.Table``
-is returned (Ray Data takes it as the output block whatever the input
-``batch_format``; ``write_parquet`` stores the lists as Parquet LIST).
+that cannot be read or decoded gives an error row naming its path, not a
+failed task), plus any input columns named in ``keep_columns``.  By default a
+``pyarrow.Table`` is returned (Ray Data takes it as the output block whatever
+the input ``batch_format``; ``write_parquet`` stores the lists as Parquet LIST).
 """
 from __future__ import annotations
 
 import os
 from typing import Any, Dict, Optional, Sequence
 
-from .dask import ModelSource, columns_to_arrow, get_predictor, rows_to_columns
+from .cluster import ModelSource, columns_to_arrow, count_rows, get_predictor, rows_to_columns
 
-__all__ = ["MobileViTPredictor", "ray_cpu_budget"]
+__all__ = ["MobileViTPredictor", "predict", "actor_pool", "ray_cpu_budget"]
+
+
+def _cluster_cpus() -> int:
+    import ray
+    if not ray.is_initialized():
+        raise RuntimeError("ray is not initialised: call ray.init() (or ray.init(address='auto')) first")
+    return int(ray.cluster_resources().get("CPU", 0))
+
+
+def actor_pool(num_cpus: int = 1, size: Optional[int] = None):
+    """A ``ray.data.ActorPoolStrategy`` that fits the running cluster: ``size`` actors of
+    ``num_cpus`` CPUs each (default: as many as fit), leaving one CPU for the dataset's read and
+    write tasks.
+
+    Ray waits without a message for work it cannot place: ``ActorPoolStrategy(size=4)`` with
+    ``num_cpus=2`` on a 2-core machine never starts, and neither does a pool that takes every
+    CPU, because ``read_binary_files``' read task then has none.  This raises ValueError
+    instead, naming what was asked and what the cluster has."""
+    import ray.data
+    from .threads import check_num_threads
+    num_cpus = check_num_threads(num_cpus, "num_cpus")
+    cpus = _cluster_cpus()
+    fit = (cpus - 1) // num_cpus       # one CPU stays free for the read / write tasks
+    if fit < 1:
+        raise ValueError(f"num_cpus={num_cpus} per actor plus 1 CPU for Ray Data's read/write tasks needs "
+                         f"{num_cpus + 1} CPUs, but the Ray cluster has {cpus}: ray would wait forever; use "
+                         f"num_cpus <= {max(1, cpus - 1)}" + (" (or a cluster with more CPUs)" if cpus < 2 else ""))
+    if size is None:
+        size = fit
+    if size < 1:
+        raise ValueError(f"size must be >= 1, got {size}")
+    if size > fit:
+        raise ValueError(f"{size} actors x {num_cpus} CPUs + 1 CPU for Ray Data's read/write tasks = "
+                         f"{size * num_cpus + 1} CPUs, but the Ray cluster has {cpus}: ray would wait forever "
+                         f"for the rest; use size <= {fit} or fewer CPUs per actor")
+    return ray.data.ActorPoolStrategy(size=size)
+
+
+def predict(ds, weights=None, model=None, num_cpus: int = 1, actors: Optional[int] = None,
+            rows_per_call: int = 64, **options):
+    """Top-k classification of a Ray dataset (a ``path`` column, or ``bytes`` + ``path`` from
+    ``read_binary_files(include_paths=True)``); returns the lazy output dataset (columns of
+    the module docstring).
+
+    ``weights`` / ``model``: as for :class:`MobileViTPredictor` (neither: the bundled default
+    model).  ``num_cpus``: CPUs (= OpenMP threads) per actor; ``actors``: pool size (default:
+    as many as fit the cluster, see :func:`actor_pool`).  ``rows_per_call``: Ray's
+    ``map_batches(batch_size=)``.  Other keyword arguments (``top_k``, ``batch_size`` (the
+    network batch), ``preset``, ``keep_columns``, ...) go to :class:`MobileViTPredictor`."""
+    kwargs = dict(options, weights=weights, model=model)
+    return ds.map_batches(MobileViTPredictor, fn_constructor_kwargs=kwargs, batch_size=rows_per_call,
+                          num_cpus=num_cpus, compute=actor_pool(num_cpus, actors))
 
 
 def ray_cpu_budget() -> Optional[int]:
@@ -135,11 +192,10 @@ class MobileViTPredictor:
         items = data if data is not None else paths
         if len(items) != n:
             raise RuntimeError(f"column has {len(items)} values for a batch of {n} rows")
-        rows = list(self.predictor.predict(items))
+        # the path names each row (and its error message) even when the bytes are decoded
+        rows = list(self.predictor.predict(items, names=paths))
         cols = rows_to_columns(items, rows)
-        if paths is not None:
-            from .predictor import display_name
-            cols["path"] = [None if p is None else display_name(os.fspath(p)) for p in paths]
+        count_rows(n)
         table = columns_to_arrow(cols)
         for name in self.keep_columns:
             if name in table.column_names:
@@ -155,5 +211,6 @@ class MobileViTPredictor:
         return table
 
     def __repr__(self):
+        """The model source, top_k and thread count."""
         return (f"MobileViTPredictor({self.source!r}, top_k={self.options['top_k']}, "
                 f"num_threads={self.num_threads})")

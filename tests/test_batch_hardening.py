@@ -91,8 +91,8 @@ def test_bad_members_get_their_own_error_rows(model, tmp_path):
     assert [r["index"] for r in rows] == list(range(len(inputs)))
     assert {r["index"] for r in rows if r["error"]} == {1, 3, 4, 5, 6, 8, 10}
     for i in (0, 2, 7, 9):
-        assert rows[i]["predictions"], rows[i]
-        assert [p["class_id"] for p in rows[i]["predictions"]] == _top(model, chw, 2)
+        assert rows[i]["labels"] and rows[i]["scores"], rows[i]
+        assert rows[i]["class_ids"] == _top(model, chw, 2)
     assert "NaN or Inf" in rows[1]["error"] and "NaN or Inf" in rows[8]["error"]
 
 
@@ -114,10 +114,10 @@ def test_failed_batch_is_retried_member_by_member(model):
     fake = _FailsOnBatches(model)
     rows = list(mobilevit.Predictor(fake, preset=SMALL, batch_size=4, top_k=1, num_workers=1,
                                     class_names=list("abcde")).predict(imgs))
-    assert all(r["error"] is None and r["predictions"] for r in rows), rows
+    assert all(r["error"] is None and r["labels"] for r in rows), rows
     assert fake.calls == [4, 1, 1, 1, 1, 1]
     for r, img in zip(rows, imgs):
-        assert r["predictions"][0]["class_id"] == _top(model, SMALL(img), 1)[0]
+        assert r["class_ids"][0] == _top(model, SMALL(img), 1)[0]
 
 
 def test_non_finite_logits_become_error_rows(model):
@@ -126,7 +126,7 @@ def test_non_finite_logits_become_error_rows(model):
     assert not np.isfinite(model(huge[None])).all()
     rows = mobilevit.Predictor(model, preset=SMALL, batch_size=3, num_workers=1)([good, huge, good])
     assert [r["error"] for r in rows] == [None, "non-finite logits", None]
-    assert rows[1]["predictions"] == []
+    assert rows[1]["labels"] == rows[1]["scores"] == rows[1]["class_ids"] == []
     for r in rows:
         _strict_loads(json.dumps(r, allow_nan=False))
 
@@ -135,14 +135,14 @@ def test_jsonl_writer_lines_are_strict_json(tmp_path):
     from mobilevit.cli import _Writer
     out = tmp_path / "o.jsonl"
     w = _Writer(str(out), 1)
-    w.write({"index": 0, "input": "a.png", "predictions": [{"label": "x", "score": 0.5, "class_id": 0}],
-             "error": None})
-    w.write({"index": 1, "input": "b.png", "predictions": [{"label": "x", "score": float("nan"), "class_id": 0}],
+    w.write({"index": 0, "path": "a.png", "labels": ["x"], "scores": [0.5], "class_ids": [0], "error": None})
+    w.write({"index": 1, "path": "b.png", "labels": ["x"], "scores": [float("nan")], "class_ids": [0],
              "error": None})
     w.close()
-    rows = [_strict_loads(line) for line in out.read_text("utf-8").splitlines()]
-    assert [r["input"] for r in rows] == ["a.png", "b.png"]
-    assert rows[1]["error"] and rows[1]["predictions"] == []
+    meta, *rows = [_strict_loads(line) for line in out.read_text("utf-8").splitlines()]
+    assert meta["schema_version"] == mobilevit.predictor.SCHEMA_VERSION
+    assert [r["path"] for r in rows] == ["a.png", "b.png"]
+    assert rows[1]["error"] and rows[1]["labels"] == rows[1]["scores"] == []
 
 
 # ------------------------------------------------------------------------ names that are not UTF-8
@@ -163,7 +163,7 @@ def test_non_utf8_file_names(tmp_path, weights, fmt, capfd):
         argv += ["--output", str(out)]
     assert main(argv) == 0
     if fmt == "jsonl":
-        got = [_strict_loads(line)["input"] for line in out.read_text("utf-8").splitlines()]
+        got = [_strict_loads(line)["path"] for line in out.read_text("utf-8").splitlines()[1:]]
     elif fmt == "csv":
         got = [r[0] for r in list(csv.reader(out.open(encoding="utf-8", newline="")))[1:]]
     else:
@@ -175,11 +175,11 @@ def test_non_utf8_names_through_predictor_and_arrow(model, tmp_path):
     p = _png(os.path.join(os.fsencode(tmp_path), b"x\xe9.png"), 40, 40)
     as_str = os.fsdecode(p)
     rows = mobilevit.Predictor(model, preset=SMALL, num_workers=1)([as_str])
-    assert rows[0]["error"] is None and rows[0]["input"] == display_name(as_str)
-    assert rows[0]["input"].endswith("x\\xe9.png")
+    assert rows[0]["error"] is None and rows[0]["path"] == display_name(as_str)
+    assert rows[0]["path"].endswith("x\\xe9.png")
     from mobilevit.dask import columns_to_arrow, rows_to_columns
     table = columns_to_arrow(rows_to_columns([as_str], rows))   # Arrow strings must be UTF-8
-    assert table.column("path").to_pylist() == [rows[0]["input"]]
+    assert table.column("path").to_pylist() == [rows[0]["path"]]
     assert display_name(b"caf\xe9") == "caf\\xe9" == display_name("caf\udce9")
     assert display_name("plain é.png") == "plain é.png"
 
@@ -188,9 +188,11 @@ def test_non_utf8_names_through_predictor_and_arrow(model, tmp_path):
 
 def _rows(path):
     if path.endswith(".jsonl"):
-        return [_strict_loads(line)["input"] for line in open(path, encoding="utf-8").read().splitlines()]
+        meta, *rows = open(path, encoding="utf-8").read().splitlines()
+        assert _strict_loads(meta)["schema_version"] == mobilevit.predictor.SCHEMA_VERSION
+        return [_strict_loads(line)["path"] for line in rows]
     recs = list(csv.reader(open(path, encoding="utf-8", newline="")))
-    assert recs[0][0] == "input"
+    assert recs[0][0] == "path"
     return [r[0] for r in recs[1:]]
 
 
@@ -225,7 +227,9 @@ def test_interrupt_then_resume_gives_each_input_once(tmp_path, weights, many_ima
     assert proc.returncode == 128 + sig, err
     assert "Traceback" not in err
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and ("SIGINT" if sig == signal.SIGINT else "SIGTERM") in lines[0] and out in lines[0]
+    assert len(lines) == 2 and lines[0].startswith("mobilevit predict: model ")   # the header line, then:
+    lines = lines[1:]
+    assert ("SIGINT" if sig == signal.SIGINT else "SIGTERM") in lines[0] and out in lines[0]
     first = _rows(out)
     expected = [os.path.join(many_images, f"{i:04d}.png") for i in range(400)]
     assert 0 < len(first) < 400, "the run was not interrupted mid-way"
@@ -420,8 +424,8 @@ def test_hostile_files_are_error_rows_in_predictor_and_cli(model, weights, tmp_p
         assert peak < 64 * 2 ** 20
     out = str(tmp_path / "o.jsonl")
     assert main(["predict", *inputs, "--weights", weights, "--preset", "hf", "--output", out]) == 0
-    rows = [_strict_loads(line) for line in open(out, encoding="utf-8")]
-    assert [r["input"] for r in rows] == inputs and [bool(r["error"]) for r in rows] == [0, 1, 0, 1, 0]
+    rows = [_strict_loads(line) for line in open(out, encoding="utf-8")][1:]     # after the metadata line
+    assert [r["path"] for r in rows] == inputs and [bool(r["error"]) for r in rows] == [0, 1, 0, 1, 0]
     assert "3 predicted, 2 failed" in capsys.readouterr().err
 
 

@@ -69,8 +69,8 @@ def reference(model, files):
     pred = mobilevit.Predictor(model, preset=PRESET, batch_size=4, top_k=TOP_K, num_threads=1)
     rows = list(pred.predict(files["paths"]))
     assert [r["index"] for r in rows] == list(range(len(files["paths"])))
-    return [(r["input"], [p["label"] for p in r["predictions"]], [p["class_id"] for p in r["predictions"]],
-             [p["score"] for p in r["predictions"]], r["error"]) for r in rows]
+    return [(r["path"], r["labels"], r["class_ids"],
+             r["scores"], r["error"]) for r in rows]
 
 
 def _null(v):
@@ -104,8 +104,9 @@ def _exactly_once(paths_out, paths_in):
 # ---------------------------------------------------------------------------------------------
 def test_package_does_not_import_dask_or_ray():
     import subprocess
-    code = ("import sys, mobilevit, mobilevit.ray, mobilevit.dask; "
-            "print(sorted(m for m in ('dask', 'distributed', 'ray') if m in sys.modules))")
+    code = ("import sys, mobilevit, mobilevit.ray, mobilevit.dask, mobilevit.cluster, mobilevit.notebook; "
+            "print(sorted(m for m in ('dask', 'distributed', 'ray', 'pandas', 'pyarrow', 'matplotlib') "
+            "if m in sys.modules))")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(mobilevit.__file__))]
                                                       + [p for p in [os.environ.get("PYTHONPATH")] if p]))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
@@ -314,3 +315,46 @@ def test_ray_data_map_batches(ray_local, model, files, reference):
     got = [(r["path"], list(r["labels"]), list(r["class_ids"]), list(r["scores"]), r["error"]) for r in rows]
     _assert_same(got, reference, ordered=False)
     _exactly_once([r["path"] for r in rows], paths)
+
+
+def test_cluster_module_is_shared_without_import_cycles():
+    import importlib
+    import mobilevit.cluster as cluster
+    import mobilevit.dask as mdask
+    import mobilevit.ray as mray
+    assert mdask.ModelSource is cluster.ModelSource is mray.ModelSource
+    assert mdask.get_predictor is cluster.get_predictor is mray.get_predictor
+    assert cluster.OUTPUT_COLUMNS == mobilevit.predictor.ROW_FIELDS
+    src = open(cluster.__file__, encoding="utf-8").read()
+    assert "from .dask" not in src and "from .ray" not in src
+    assert "from .dask" not in open(mray.__file__, encoding="utf-8").read()
+    importlib.reload(cluster)
+
+
+def test_actor_pool_refuses_pools_that_would_wait_forever(ray_local):
+    from mobilevit.ray import actor_pool
+    cpus = int(ray_local.cluster_resources()["CPU"])
+    for num_cpus, size in [(2, 4), (cpus, None), (1, cpus), (cpus + 1, 1), (1, 10 ** 4)]:
+        with pytest.raises(ValueError, match="wait forever") as e:
+            actor_pool(num_cpus, size)
+        assert f"has {cpus}" in str(e.value)
+    pool = actor_pool(1)
+    assert pool.min_size == pool.max_size == cpus - 1          # one CPU left for the read task
+    with pytest.raises(ValueError, match="num_cpus"):
+        actor_pool(0)
+
+
+def test_ray_predict_front_door_and_error_paths(ray_local, model, files, reference):
+    import ray.data
+    import mobilevit.ray
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    paths = files["paths"][:6]
+    ds = ray.data.from_items([{"bytes": open(p, "rb").read() if os.path.exists(p) else b"", "path": p}
+                              for p in paths])
+    rows = mobilevit.ray.predict(ds, model=model, top_k=TOP_K, preset=PRESET, num_cpus=1).take_all()
+    assert [r["path"] for r in rows] == paths
+    for r, ref in zip(rows, reference[:6]):
+        assert (list(r["labels"]), list(r["class_ids"])) == (ref[1], ref[2])
+        assert (r["error"] is None) == (ref[4] is None)
+        if r["error"]:
+            assert r["path"] in r["error"] and "bytes>" not in r["error"]

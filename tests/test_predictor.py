@@ -40,7 +40,7 @@ def test_rows_in_order_with_errors(tmp_path, model):
     pred = mobilevit.Predictor(model, preset="hf", batch_size=4, top_k=3)
     rows = list(pred.predict(paths))
     assert [r["index"] for r in rows] == list(range(len(paths)))
-    assert [r["input"] for r in rows] == paths
+    assert [r["path"] for r in rows] == paths
     errs = {r["index"] for r in rows if r["error"]}
     assert errs == {3, 5, 8}
     pre = Preprocess.from_name("hf")
@@ -51,9 +51,9 @@ def test_rows_in_order_with_errors(tmp_path, model):
         p = np.exp(logits[k] - logits[k].max())
         p /= p.sum()
         top = np.argsort(-p)[:3]
-        assert [d["class_id"] for d in rows[i]["predictions"]] == list(top)
-        assert rows[i]["predictions"][0]["label"] == f"c{top[0]}"
-        np.testing.assert_allclose([d["score"] for d in rows[i]["predictions"]], p[top], rtol=1e-5)
+        assert rows[i]["class_ids"] == list(top)
+        assert rows[i]["labels"][0] == f"c{top[0]}"
+        np.testing.assert_allclose(rows[i]["scores"], p[top], rtol=1e-5)
 
 
 def test_multi_scale_buckets(tmp_path, model):
@@ -68,7 +68,7 @@ def test_multi_scale_buckets(tmp_path, model):
     for i, (h, w) in enumerate(sizes[:7]):
         s = nearest_scale(h, w, pred.scales)
         y = model(pre.resized(*s)(paths[i])[None])
-        assert rows[i]["predictions"][0]["class_id"] == int(np.argmax(y))
+        assert rows[i]["class_ids"][0] == int(np.argmax(y))
 
 
 def test_many_inputs_memory_stays_bounded(model):
@@ -107,12 +107,13 @@ def test_cli_predict_outputs(tmp_path, model, fmt, capsys):
                "--output", str(out), "--preset", "hf", "--threads", "1"])
     assert rc == 0
     if fmt == "jsonl":
-        rows = [json.loads(line) for line in out.read_text().splitlines()]
-        assert [r["input"] for r in rows] == paths
-        assert rows[2]["error"] and not rows[0]["error"] and len(rows[0]["predictions"]) == 2
+        meta, *rows = [json.loads(line) for line in out.read_text().splitlines()]
+        assert meta["schema_version"] == mobilevit.predictor.SCHEMA_VERSION and meta["top_k"] == 2
+        assert [r["path"] for r in rows] == paths
+        assert rows[2]["error"] and not rows[0]["error"] and len(rows[0]["labels"]) == 2
     else:
         rows = list(csv.reader(out.open()))
-        assert rows[0] == ["input", "label_1", "score_1", "label_2", "score_2", "error"]
+        assert rows[0] == ["path", "label_1", "score_1", "class_id_1", "label_2", "score_2", "class_id_2", "error"]
         assert [r[0] for r in rows[1:]] == paths and rows[3][-1] and not rows[1][-1]
     assert "4 predicted, 1 failed" in capsys.readouterr().err
 

@@ -534,9 +534,7 @@ def model_names() -> List[str]:
     """Every name :func:`mobilevit.create_model` builds: the backbones of
     :func:`mobilevit.list_models` and ``deeplabv3_<backbone>`` for each."""
     import mobilevit
-    names = list(mobilevit.list_models())
-    return names + [f"deeplabv3_{n}" for n in names if not n.startswith("deeplabv3_")
-                    and f"deeplabv3_{n}" not in names]
+    return list(mobilevit.list_models(segmentation=True))
 
 
 def cmd_info(args) -> int:

@@ -106,9 +106,12 @@ ALIASES = {
 }
 
 
-def list_models():
-    """Names accepted by :func:`mobilevit.create_model`."""
-    return sorted(MODEL_CONFIGS)
+def list_models(segmentation: bool = True):
+    """Names accepted by :func:`mobilevit.create_model`: the backbones
+    (classifiers, ``features_only``) and, with ``segmentation=True``,
+    ``deeplabv3_<backbone>`` for each."""
+    names = sorted(MODEL_CONFIGS)
+    return names + [f"deeplabv3_{n}" for n in names] if segmentation else names
 
 
 for _alpha in ("0.5", "0.75", "1.0", "1.25", "1.5", "1.75", "2.0"):

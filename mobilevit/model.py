@@ -629,8 +629,9 @@ class MobileViT:
             x = to_numpy(x)
         a = np.asarray(x)
         if a.dtype.kind != "f":
+            from .predictor import input_hint
             raise TypeError(f"expected a floating-point NCHW array (float32, or float16/float64 to be converted), "
-                            f"got dtype {a.dtype}; convert images with mobilevit.preprocess first")
+                            f"got dtype {a.dtype}{input_hint(x)}; convert images with mobilevit.preprocess first")
         if a.ndim != 4:
             hint = " (add a batch axis: x[None])" if a.ndim == 3 else ""
             raise ValueError(f"expected a 4-D NCHW batch, got shape {a.shape}{hint}")

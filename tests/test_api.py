@@ -15,8 +15,9 @@ def xxs():
 
 
 def test_list_and_param_counts():
-    names = mobilevit.list_models()
+    names = mobilevit.list_models(segmentation=False)
     assert {"mobilevit_s", "mobilevit_xs", "mobilevit_xxs", "mobilevitv2_050", "mobilevitv2_200"} <= set(names)
+    assert set(mobilevit.list_models()) == set(names) | {f"deeplabv3_{n}" for n in names}
     counts = {n: mobilevit.create_model(n).num_parameters() for n in names}
     # exact counts of the released architectures (spec 1.3 and 8.1; timm agrees)
     assert counts == {"mobilevit_xxs": 1272024, "mobilevit_xs": 2317848, "mobilevit_s": 5578632,

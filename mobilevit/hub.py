@@ -18,12 +18,16 @@ and a model is returned only when every tensor fitted.
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Dict, Mapping, Optional
 
 import numpy as np
 
-from .checkpoint import CheckpointError, extract_state_dict, load_checkpoint, save_safetensors
+from .checkpoint import (
+    CheckpointError, extract_state_dict, load_checkpoint, read_regular_file, save_safetensors,
+)
+from .checkpoint.pickle_vm import brief
 from .config import MODEL_CONFIGS, get_config
 from .keymap import to_timm
 
@@ -42,6 +46,8 @@ def infer_variant(timm_sd: Mapping[str, object]) -> str:
     if w is None:
         raise CheckpointError("cannot tell the MobileViT variant: no stages.4 projection conv "
                               "(layer_5 / encoder.layer.4) in the checkpoint; pass model_name=")
+    if np.ndim(w) < 1:
+        raise CheckpointError(f"stages.4.1.conv_proj.conv.weight has shape {np.shape(w)}, not a conv weight")
     c5 = int(np.shape(w)[0])
     v2 = any(".attn.qkv_proj." in k for k in timm_sd)
     table = _V2_BY_C5 if v2 else _V1_BY_C5
@@ -54,18 +60,124 @@ def infer_variant(timm_sd: Mapping[str, object]) -> str:
 
 def _num_classes(timm_sd) -> int:
     w = timm_sd.get("head.fc.weight")
+    if w is not None and np.ndim(w) < 1:
+        raise CheckpointError(f"head.fc.weight has shape {np.shape(w)}, not a classifier weight")
     return 0 if w is None else int(np.shape(w)[0])
 
 
 
 
 
+_MAX_JSON_BYTES = 16 << 20
+_INT31 = (1 << 31) - 1
+
+
 def _read_json(path: str) -> dict:
-    with open(path, "r", encoding="utf-8") as f:
-        data = json.load(f)
+    """A JSON object from a regular file (FIFOs and devices are refused unopened), validated."""
+    raw = read_regular_file(path, what="JSON file", max_bytes=_MAX_JSON_BYTES)
+    return _parse_config(bytes(raw), path)
+
+
+def _parse_config(raw, where: str) -> dict:
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else raw
+        data = json.loads(text, parse_constant=_no_constant)
+    except UnicodeDecodeError as e:
+        raise CheckpointError(f"{where}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except (ValueError, RecursionError) as e:
+        raise CheckpointError(f"{where}: not valid JSON ({type(e).__name__}: {str(e)[:200]})") from None
     if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
+        raise CheckpointError(f"{where}: expected a JSON object, got a JSON {type(data).__name__}")
+    _check_config_fields(data, where)
     return data
+
+
+def _no_constant(name):
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def _is_int(v, lo=0, hi=_INT31) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _is_num(v, lo, hi) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            and lo <= v <= hi)
+
+
+def _int_list(lo, hi, n=None):
+    return lambda v: (isinstance(v, list) and (n is None or len(v) == n) and len(v) <= 64
+                      and all(_is_int(x, lo, hi) for x in v))
+
+
+def _str_list(v) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def _id2label(v) -> bool:
+    if not isinstance(v, dict):
+        return False
+    for k, lbl in v.items():
+        if not isinstance(lbl, str) or not (k.isascii() and k.isdigit()) or len(k) > 10:
+            return False
+        if not 0 <= int(k) <= _INT31:
+            return False
+    return True
+
+
+def _input_size(v) -> bool:
+    return isinstance(v, list) and len(v) <= 4 and all(_is_int(x, 1, 65536) for x in v)
+
+
+def _pretrained_cfg(v) -> bool:
+    return v is None or (isinstance(v, dict) and ("input_size" not in v or _input_size(v["input_size"])))
+
+
+# The fields of config.json (HF transformers, timm's save_for_hf, MobileViT.save) that loading reads,
+# each with the rule a present value must satisfy.  Checked before any is used, so a malformed file
+# raises CheckpointError naming the file and the field instead of a TypeError deep in the loader.
+_CONFIG_FIELDS = {
+    "architecture": ("a known model name (str)", lambda v: isinstance(v, str) and _known_model(v)),
+    "model_type": ("a string", lambda v: isinstance(v, str)),
+    "num_classes": ("an int in [0, 2**31)", lambda v: _is_int(v)),
+    "num_labels": ("an int in [0, 2**31)", lambda v: _is_int(v)),
+    "id2label": ('an object {"<int>": "<label>"}', _id2label),
+    "label2id": ('an object {"<label>": <int>}',
+                 lambda v: isinstance(v, dict) and all(_is_int(i) for i in v.values())),
+    "label_names": ("a list of strings", _str_list),
+    "class_names": ("a list of strings", _str_list),
+    "hidden_sizes": ("a list of ints in [1, 2**31)", _int_list(1, _INT31)),
+    "neck_hidden_sizes": ("a list of ints in [1, 2**31)", _int_list(1, _INT31)),
+    "image_size": ("an int in [1, 65536] or a list of them",
+                   lambda v: _is_int(v, 1, 65536) or _input_size(v)),
+    "patch_size": ("an int in [1, 64]", lambda v: _is_int(v, 1, 64)),
+    "num_channels": ("an int in [1, 64]", lambda v: _is_int(v, 1, 64)),
+    "num_attention_heads": ("an int in [1, 1024]", lambda v: _is_int(v, 1, 1024)),
+    "conv_kernel_size": ("an odd int in [1, 31]", lambda v: _is_int(v, 1, 31) and v % 2 == 1),
+    "width_multiplier": ("a number in (0, 8]", lambda v: _is_num(v, 1e-3, 8)),
+    "mlp_ratio": ("a number in (0, 64]", lambda v: _is_num(v, 1e-3, 64)),
+    "expand_ratio": ("a number in (0, 64]", lambda v: _is_num(v, 1e-3, 64)),
+    "layer_norm_eps": ("a number in [0, 1]", lambda v: _is_num(v, 0, 1)),
+    "output_stride": ("8, 16 or 32", lambda v: _is_int(v) and v in (8, 16, 32)),
+    "atrous_rates": ("a list of 3 ints in [1, 1024]", _int_list(1, 1024, 3)),
+    "odd_size": ('"resize" or "crop"', lambda v: v in ("resize", "crop") and isinstance(v, str)),
+    "pretrained_cfg": ("an object (input_size: a list of ints) or null", _pretrained_cfg),
+    "preprocess": ("an object", lambda v: isinstance(v, dict)),
+}
+
+
+def _known_model(name: str) -> bool:
+    try:
+        get_config(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_config_fields(cfg: dict, where: str) -> None:
+    for field, (rule, ok) in _CONFIG_FIELDS.items():
+        if field in cfg and not ok(cfg[field]):
+            raise CheckpointError(f"{where}: field {field!r} is {brief(cfg[field], 80)}; expected {rule}")
 
 
 def _hf_variant(cfg: dict) -> Optional[str]:
@@ -94,7 +206,10 @@ def _labels_from(cfg: dict, n: int):
 
 
 def _load_folder(path: str, prefer_ema: bool):
-    files = os.listdir(path)
+    try:
+        files = os.listdir(path)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot list the folder ({e.strerror or e})") from e
     weights = next((os.path.join(path, f) for f in _HF_WEIGHTS if f in files), None)
     if weights is None:
         cands = sorted(f for f in files if f.endswith((".safetensors", ".pt", ".pth", ".bin")))
@@ -102,8 +217,18 @@ def _load_folder(path: str, prefer_ema: bool):
             raise CheckpointError(f"{path}: no model.safetensors / pytorch_model.bin"
                                   + (f" and several candidates: {cands}" if cands else ""))
         weights = os.path.join(path, cands[0])
+    # Small JSON files first: a malformed config fails before a large checkpoint is read.
     cfg = _read_json(os.path.join(path, "config.json")) if "config.json" in files else {}
-    pre = _read_json(os.path.join(path, "preprocessor_config.json")) if "preprocessor_config.json" in files else None
+    pre = None
+    if "preprocessor_config.json" in files:
+        pre_path = os.path.join(path, "preprocessor_config.json")
+        raw_pre = read_regular_file(pre_path, what="JSON file", max_bytes=_MAX_JSON_BYTES)
+        try:
+            pre = json.loads(bytes(raw_pre).decode("utf-8"), parse_constant=_no_constant)
+        except (UnicodeDecodeError, ValueError, RecursionError) as e:
+            raise CheckpointError(f"{pre_path}: not valid JSON ({type(e).__name__})") from None
+        if not isinstance(pre, dict):
+            raise CheckpointError(f"{pre_path}: expected a JSON object, got a JSON {type(pre).__name__}")
     return load_checkpoint(weights, prefer_ema=prefer_ema), cfg, pre, weights
 
 
@@ -123,25 +248,29 @@ def from_pretrained(source, model_name: Optional[str] = None, num_classes: Optio
         path = os.fspath(source)
         if os.path.isdir(path):
             raw, cfg_json, pre_json, origin = _load_folder(path, prefer_ema)
-        elif os.path.isfile(path):
-            raw = load_checkpoint(path, prefer_ema=prefer_ema)
+        elif os.path.exists(path):
+            # Regular or not: load_checkpoint refuses FIFOs / devices / sockets without opening them.
+            raw, info = load_checkpoint(path, prefer_ema=prefer_ema, return_info=True)
             origin = path
-            meta = _safetensors_meta(path)
-            if meta.get("mobilevit_config"):
-                cfg_json = json.loads(meta["mobilevit_config"])
+            embedded = info.metadata.get("mobilevit_config")
+            if embedded:
+                cfg_json = _parse_config(embedded, f"{path}: __metadata__['mobilevit_config']")
         else:
             raise FileNotFoundError(f"no such file or folder: {path}")
     else:
         raise TypeError(f"from_pretrained takes a path or a mapping, got {type(source).__name__}")
 
-    timm_sd, detected = to_timm(raw, scheme)
+    timm_sd, detected = to_timm(raw, scheme, partial=not strict)
     name = model_name or cfg_json.get("architecture") or _hf_variant(cfg_json) or infer_variant(timm_sd)
     base = get_config(name)
     kwargs = {}
     if any(k.startswith("seg_head.") for k in timm_sd):
         w = timm_sd.get("seg_head.classifier.weight")
-        n_cls = num_classes if num_classes is not None else (int(np.shape(w)[0]) if w is not None else 21)
         proj = timm_sd.get("seg_head.aspp.project.conv.weight")
+        for k, t in (("seg_head.classifier.weight", w), ("seg_head.aspp.project.conv.weight", proj)):
+            if t is not None and np.ndim(t) < 1:
+                raise CheckpointError(f"{k} has shape {np.shape(t)}, not a conv weight")
+        n_cls = num_classes if num_classes is not None else (int(np.shape(w)[0]) if w is not None else 21)
         kwargs = dict(head="deeplabv3",
                       output_stride=int(cfg_json.get("output_stride") or 16),
                       aspp_rates=tuple(cfg_json.get("atrous_rates") or (6, 12, 18)),
@@ -170,18 +299,6 @@ def from_pretrained(source, model_name: Optional[str] = None, num_classes: Optio
 
 def _looks_nested(sd: Mapping) -> bool:
     return any(isinstance(v, Mapping) for v in sd.values())
-
-
-def _safetensors_meta(path: str) -> Dict[str, str]:
-    try:
-        from .checkpoint import read_safetensors_metadata
-        with open(path, "rb") as f:
-            head = f.read(16)
-        if len(head) < 9 or head[8:9] not in (b"{", b" "):
-            return {}
-        return read_safetensors_metadata(path) or {}
-    except Exception:
-        return {}
 
 
 def save(model, path: str, metadata: Optional[Dict[str, str]] = None) -> str:

@@ -53,6 +53,8 @@ from typing import BinaryIO, Optional, Tuple, Union
 import numpy as np
 from PIL import Image, ImageOps
 
+from .checkpoint import read_regular_file
+
 __all__ = ["ImageLoadError", "ImageTooLargeError", "load_image", "ImageSource"]
 
 ImageSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, BinaryIO, Image.Image, np.ndarray]
@@ -108,13 +110,15 @@ def load_image(
         name = os.fspath(source)
         if not os.path.exists(name):
             raise FileNotFoundError(f"image file not found: {name!r}")
-        if os.path.isdir(name):
-            raise ImageLoadError(f"{name!r} is a directory, not an image file")
+        # Only regular files are opened (a FIFO would block forever on open, /dev/zero never ends):
+        # os.stat first, then O_NONBLOCK + fstat on the descriptor; the bytes are read once.
         try:
-            with open(name, "rb") as fh:
-                return _decode(fh, repr(name), background, exif_transpose, max_pixels)
-        except PermissionError as exc:
+            data = read_regular_file(name, what="image file", error=ImageLoadError)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"image file not found: {name!r}") from exc
+        except OSError as exc:
             raise ImageLoadError(f"cannot read image file {name!r}: {exc}") from exc
+        return _decode(io.BytesIO(data), repr(name), background, exif_transpose, max_pixels)
 
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)

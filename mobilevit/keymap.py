@@ -30,14 +30,16 @@ def to_numpy(v) -> np.ndarray:
 def strip_prefixes(sd: Mapping[str, object]) -> Dict[str, object]:
     out = {}
     for k, v in sd.items():
-        changed = True
+        # An offset, sliced once: re-slicing per prefix would be quadratic in the key's length
+        # for a hostile "module.module.module...." key.
+        i, changed = 0, True
         while changed:
             changed = False
             for p in _PREFIXES:
-                if k.startswith(p):
-                    k = k[len(p):]
+                if k.startswith(p, i):
+                    i += len(p)
                     changed = True
-        out[k] = v
+        out[k[i:] if i else k] = v
     return out
 
 
@@ -153,8 +155,13 @@ def _fix_cvnets_norm(key: str) -> str:
     return key
 
 
-def to_timm(sd: Mapping[str, object], scheme: str | None = None) -> Tuple[Dict[str, np.ndarray], str]:
-    """Rename a v1 state dict to timm names.  Returns (mapping, scheme)."""
+def to_timm(sd: Mapping[str, object], scheme: str | None = None, partial: bool = False
+            ) -> Tuple[Dict[str, np.ndarray], str]:
+    """Rename a v1 state dict to timm names.  Returns (mapping, scheme).
+
+    HF attention with only some of query/key/value raises :class:`CheckpointError` naming the
+    layer and the missing parts; with ``partial=True`` (``strict=False`` loading) the incomplete
+    fused tensor is left out instead, so the model reports it as missing."""
     sd = strip_prefixes(sd)
     scheme = scheme or detect_scheme(sd.keys())
     out: Dict[str, np.ndarray] = {}
@@ -171,9 +178,23 @@ def to_timm(sd: Mapping[str, object], scheme: str | None = None) -> Tuple[Dict[s
             out[nk] = v
         for nk, parts in qkv.items():
             if set(parts) != {"query", "key", "value"}:
-                missing = {"query", "key", "value"} - set(parts)
-                raise KeyError(f"{nk}: HF attention is missing {sorted(missing)}")
-            out[nk] = np.concatenate([to_numpy(parts[p]) for p in ("query", "key", "value")], axis=0)
+                if partial:
+                    continue
+                from .checkpoint import CheckpointError
+                missing = sorted({"query", "key", "value"} - set(parts))
+                src = nk.replace(".qkv.", "." + "{" + ",".join(missing) + "}.")
+                raise CheckpointError(f"{nk}: HF attention is missing {', '.join(missing)} "
+                                      f"(HF name attention.attention.{missing[0]}.{nk.rsplit('.', 1)[1]}; "
+                                      f"timm name {src})")
+            arrs = [to_numpy(parts[p]) for p in ("query", "key", "value")]
+            if len({a.ndim for a in arrs}) != 1 or arrs[0].ndim < 1 or \
+                    len({a.shape[1:] for a in arrs}) != 1:
+                if partial:
+                    continue
+                from .checkpoint import CheckpointError
+                raise CheckpointError(f"{nk}: HF query/key/value shapes "
+                                      f"{[a.shape for a in arrs]} cannot be stacked into one qkv tensor")
+            out[nk] = np.concatenate(arrs, axis=0)
         return out, scheme
     if scheme == "cvnets":
         for k, v in sd.items():

@@ -16,15 +16,18 @@ called by a checkpoint: pickles are *interpreted* (see :mod:`.pickle_vm`).  Ever
 raises :class:`CheckpointError` (a ``ValueError``); files that try to call dangerous code raise
 :class:`UnsafeCheckpointError`.  No partial result is ever returned.
 
-Arrays are NumPy views of a private copy-on-write mapping of the file when the stored bytes can be
-used as they are (contiguous, aligned, little-endian, not bfloat16); writing to them never changes the
-file.  bfloat16 is widened to float32 (NumPy has no bfloat16); float16 stays float16.
+A file is read once into private memory (its size checked first; only regular files are opened, see
+:func:`read_regular_file`).  Arrays are NumPy views of that private buffer when the stored bytes can be
+used as they are (contiguous, aligned, little-endian, not bfloat16), copies otherwise: nothing returned
+aliases the file, so truncating or rewriting it afterwards changes nothing (a file mapping would raise
+SIGBUS or change the loaded weights).  Peak memory is about one file size.  bfloat16 is widened to
+float32 (NumPy has no bfloat16); float16 stays float16.
 """
 
 from __future__ import annotations
 
-import mmap
 import os
+import stat
 import warnings
 from dataclasses import dataclass, field
 from typing import Optional
@@ -40,8 +43,72 @@ class UnsafeCheckpointError(CheckpointError):
     """A checkpoint tries to invoke code (e.g. ``os.system`` via REDUCE).  Nothing was executed."""
 
 
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def read_regular_file(path, *, what: str = "file", max_bytes: Optional[int] = None,
+                      error: type = None) -> bytearray:
+    """Read a whole *regular* file into a private ``bytearray``; never blocks on special files.
+
+    ``os.stat`` first (symlinks are followed): a FIFO, device, socket or directory raises ``error``
+    (default :class:`CheckpointError`) naming the path and its kind, without opening it -- opening a
+    FIFO for reading blocks until a writer appears.  The file is then opened with ``O_NONBLOCK`` and
+    ``fstat`` re-checked on the descriptor (the path may have been swapped in between).  Exactly the
+    ``st_size`` bytes seen by ``fstat`` are read (``max_bytes`` caps it); a file that shrinks while it is
+    read is an error.  A missing file raises ``FileNotFoundError``.
+    """
+    error = error or CheckpointError
+    path = os.fspath(path)
+    st = os.stat(path)  # FileNotFoundError propagates as such
+    if not stat.S_ISREG(st.st_mode):
+        raise error(f"{path}: {what} is {_file_kind(st.st_mode)}, not a regular file; refused "
+                    f"without opening it")
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) \
+        | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise error(f"{path}: cannot open {what} ({e.strerror or e})") from e
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise error(f"{path}: {what} is {_file_kind(st.st_mode)}, not a regular file (it changed "
+                        f"after the check); refused")
+        size = st.st_size
+        if max_bytes is not None and size > max_bytes:
+            raise error(f"{path}: {what} of {size} bytes exceeds the cap of {max_bytes} bytes")
+        buf = bytearray(size)
+        view = memoryview(buf)
+        got = 0
+        while got < size:
+            n = os.readv(fd, [view[got:]]) if hasattr(os, "readv") else _read_into(fd, view[got:])
+            if n == 0:
+                raise error(f"{path}: {what} shrank while being read ({got} of {size} bytes)")
+            got += n
+        view.release()
+        return buf
+    except OSError as e:
+        raise error(f"{path}: cannot read {what} ({e.strerror or e})") from e
+    finally:
+        os.close(fd)
+
+
+def _read_into(fd: int, view) -> int:
+    chunk = os.read(fd, len(view))
+    view[:len(chunk)] = chunk
+    return len(chunk)
+
+
 class _Source:
-    """The bytes of one input: a private copy-on-write mmap of a file, or an in-memory buffer."""
+    """The bytes of one input: a private in-memory copy of a file, or a caller's buffer."""
 
     __slots__ = ("buf", "size", "name")
 
@@ -62,13 +129,13 @@ def _open_source(src) -> _Source:
     if isinstance(src, (str, os.PathLike)):
         path = os.fspath(src)
         try:
-            with open(path, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                if size == 0:
-                    raise CheckpointError(f"{path}: empty file")
-                buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
-        except OSError as e:
-            raise CheckpointError(f"{path}: cannot open ({e})") from e
+            buf = read_regular_file(path, what="checkpoint")
+        except FileNotFoundError as e:
+            raise CheckpointError(f"{path}: cannot open (no such file)") from e
+        except OSError as e:  # os.stat failures: permissions, name too long, loops
+            raise CheckpointError(f"{path}: cannot open ({e.strerror or e})") from e
+        if not buf:
+            raise CheckpointError(f"{path}: empty file")
         return _Source(buf, path)
     if hasattr(src, "read"):
         name = getattr(src, "name", "<file object>")
@@ -85,7 +152,7 @@ def _open_source(src) -> _Source:
 
 
 # Submodules import the exceptions and _open_source from here, so they come after the definitions.
-from .pickle_vm import Call, Global, Limits, TensorRef, UnsupportedTensor  # noqa: E402
+from .pickle_vm import Call, Global, Limits, TensorRef, UnsupportedTensor, brief  # noqa: E402
 from .safetensors_io import (  # noqa: E402
     _read_safetensors_with_metadata, read_safetensors, read_safetensors_metadata, save_safetensors,
 )
@@ -95,7 +162,7 @@ __all__ = [
     "load_checkpoint", "read_torch_file", "read_safetensors", "read_safetensors_metadata",
     "save_safetensors", "extract_state_dict", "detect_format", "CheckpointError",
     "UnsafeCheckpointError", "CheckpointInfo", "Limits", "Global", "Call", "TensorRef",
-    "UnsupportedTensor",
+    "UnsupportedTensor", "read_regular_file",
 ]
 
 
@@ -112,6 +179,14 @@ _WRAPPER_KEYS = ("state_dict", "model", "module", "model_state", "model_state_di
 _EMA_KEYS = ("state_dict_ema", "model_ema", "ema", "model_ema_state_dict", "ema_state_dict")
 _STRIP_PREFIXES = ("module.", "_orig_mod.")
 _MAX_WRAP_DEPTH = 4
+_MAX_STRIPS = 8       # "module.module._orig_mod." at most this many prefix layers
+
+
+def _key_list(d: dict, n: int = 20) -> str:
+    """Up to ``n`` keys of a pickle-built dict, printed in bounded time."""
+    keys = [k if isinstance(k, str) else brief(k, 40) for k in list(d)[:n]]
+    shown = ", ".join(repr(k[:60]) for k in sorted(keys))
+    return f"[{shown}{', ...' if len(d) > n else ''}]"
 
 
 @dataclass
@@ -146,7 +221,7 @@ def _select(obj, prefer_ema: bool, key: Optional[str]):
         cur = obj
         for part in key.split("/"):
             if not isinstance(cur, dict) or part not in cur:
-                have = sorted(map(str, cur)) if isinstance(cur, dict) else _describe(cur)
+                have = _key_list(cur) if isinstance(cur, dict) else _describe(cur)
                 raise CheckpointError(f"key {key!r}: {part!r} not found (have {have})")
             cur = cur[part]
             path.append(part)
@@ -177,7 +252,7 @@ def _select(obj, prefer_ema: bool, key: Optional[str]):
 def _strip_prefixes(sd: dict) -> tuple[dict, tuple]:
     stripped = []
     changed = True
-    while changed and sd:
+    while changed and sd and len(stripped) < _MAX_STRIPS:
         changed = False
         for p in _STRIP_PREFIXES:
             if all(k.startswith(p) for k in sd):
@@ -193,16 +268,16 @@ def _extract(obj, prefer_ema: bool, key: Optional[str]):
         raise CheckpointError(f"{'/'.join(path) or 'the file'}: empty state dict")
     for k, v in chosen.items():
         if not isinstance(k, str):
-            raise CheckpointError(f"state dict key {k!r} is not a string")
+            raise CheckpointError(f"state dict key {brief(k, 60)} is not a string")
         if isinstance(v, UnsupportedTensor):
-            raise CheckpointError(f"tensor entry {k!r}: unsupported ({v.reason})")
+            raise CheckpointError(f"tensor entry {brief(k, 80)}: unsupported ({v.reason})")
         if isinstance(v, Call):
             raise CheckpointError(
-                f"tensor entry {k!r} is built by unsupported callable {v.callable_name}")
+                f"tensor entry {brief(k, 80)} is built by unsupported callable {v.callable_name}")
         if not _is_tensor(v):
             where = "/".join(path) or "the top level"
-            top = sorted(map(str, obj)) if isinstance(obj, dict) else "-"
-            raise CheckpointError(f"entry {k!r} under {where} is {_describe(v)}, not a tensor "
+            top = _key_list(obj) if isinstance(obj, dict) else "-"
+            raise CheckpointError(f"entry {brief(k, 80)} under {where} is {_describe(v)}, not a tensor "
                                   f"(top-level keys: {top})")
     # Everything is validated before anything is converted: no partial result.  A tensor pickled
     # twice (tied weights) is one TensorRef: convert it once.
@@ -281,7 +356,8 @@ def load_checkpoint(path_or_fileobj, *, prefer_ema: bool = False, key: Optional[
         tree, info.metadata = _read_safetensors_with_metadata(src)
     else:
         tree = read_torch_tree(src)
-    info.top_level_keys = tuple(sorted(map(str, tree))) if isinstance(tree, dict) else ()
+    info.top_level_keys = (tuple(sorted(k if isinstance(k, str) else brief(k, 60) for k in tree))
+                           if isinstance(tree, dict) else ())
     sd, info.selected_path, info.stripped_prefixes = _extract(tree, prefer_ema, key)
     if fmt != "safetensors":
         chosen = _select(tree, prefer_ema, key)[0]

@@ -32,8 +32,68 @@ from . import CheckpointError, UnsafeCheckpointError
 
 __all__ = [
     "Global", "Call", "StorageRef", "TensorRef", "UnsupportedTensor", "Limits", "PickleVM",
-    "unpickle", "parse_storage_pid", "STORAGE_TYPES", "materialize_tree",
+    "unpickle", "parse_storage_pid", "STORAGE_TYPES", "materialize_tree", "brief",
 ]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Bounded printing: error messages must not expand memo-shared structures
+# ----------------------------------------------------------------------------------------------------
+
+def brief(obj, limit: int = 120) -> str:
+    """A ``repr`` of ``obj`` cut at about ``limit`` characters, in time bounded by ``limit``.
+
+    ``repr`` of a pickle-built object is unsafe: a tuple memoised once and referenced twice per level
+    prints 2**depth leaves from a few bytes of pickle.  This walks at most ``limit`` nodes (and at most
+    4 levels), and cuts long strings.
+    """
+    out: list = []
+    budget = [limit]
+
+    def emit(text: str) -> None:
+        out.append(text)
+        budget[0] -= len(text)
+
+    def go(o, depth: int) -> None:
+        if budget[0] <= 0:
+            return
+        if isinstance(o, (str, bytes, bytearray)):
+            cut = o[:max(budget[0], 8)]
+            emit(repr(cut) + ("..." if len(cut) < len(o) else ""))
+        elif o is None or isinstance(o, (bool, float)):
+            emit(repr(o))
+        elif isinstance(o, int):
+            emit(repr(o) if o.bit_length() <= 256 else f"<int of {o.bit_length()} bits>")
+        elif isinstance(o, (tuple, list, set, frozenset, dict)):
+            opener, closer = {tuple: "()", list: "[]", dict: "{}"}.get(type(o), "{}")
+            if depth >= 4:
+                emit(f"{opener}...{closer}")
+                return
+            emit(opener)
+            items = o.items() if isinstance(o, dict) else o
+            for i, item in enumerate(items):
+                if budget[0] <= 0:
+                    emit("...")
+                    break
+                if i:
+                    emit(", ")
+                if isinstance(o, dict):
+                    go(item[0], depth + 1)
+                    emit(": ")
+                    go(item[1], depth + 1)
+                else:
+                    go(item, depth + 1)
+            if isinstance(o, tuple) and len(o) == 1:
+                emit(",")
+            emit(closer)
+        elif isinstance(o, (Global, Call, StorageRef, TensorRef, UnsupportedTensor)):
+            emit(repr(o))  # bounded: names are capped, shapes are validated ints
+        else:
+            emit(f"<{type(o).__name__}>")
+
+    go(obj, 0)
+    text = "".join(out)
+    return text if len(text) <= limit + 16 else text[:limit] + "..."
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -75,12 +135,14 @@ class Call:
 
     @property
     def callable_name(self) -> str:
-        f = self.func
-        if isinstance(f, Global):
-            return f.qualname
-        if isinstance(f, Call):
-            return f"<result of {f.callable_name}>"
-        return type(f).__name__
+        # Iterative: REDUCE on the result of REDUCE nests Calls as deep as the pickle is long.
+        f, depth = self.func, 0
+        while isinstance(f, Call):
+            f, depth = f.func, depth + 1
+        name = f.qualname if isinstance(f, Global) else type(f).__name__
+        if depth == 0:
+            return name
+        return f"<result of {name}>" if depth == 1 else f"<result of {depth} nested calls of {name}>"
 
     def __repr__(self) -> str:
         return f"<inert {self.kind} of {self.callable_name}>"
@@ -127,6 +189,7 @@ _TORCH_DTYPES: dict[str, Optional[tuple[str, int]]] = {
 
 _INT64_MAX = (1 << 63) - 1
 _MAX_NDIM = 64
+_MAX_DIM = (1 << 31) - 1  # one tensor dimension: the C core indexes dimensions with int
 
 
 class StorageRef:
@@ -182,7 +245,7 @@ class UnsupportedTensor:
     __slots__ = ("reason",)
 
     def __init__(self, reason: str):
-        self.reason = reason
+        self.reason = reason[:300]
 
     def __repr__(self) -> str:
         return f"<unsupported tensor: {self.reason}>"
@@ -347,6 +410,8 @@ class Limits:
     max_str_bytes = 16 << 20          # one str / bytes object
     max_int_bytes = 64                # LONG1 / LONG4 payload (int width 512 bits)
     max_key_depth = 8                 # nesting of a tuple used as a dict key / set item
+    max_key_items = 64                # items of one tuple/frozenset key counted with repetition
+    max_composite_keys = 1024         # tuple/frozenset keys + set items per pickle (hash-flood cap)
     max_tree_depth = 200              # nesting walked by materialize_tree / extract_state_dict
     max_copy_slack_bytes = 256 << 20  # copies allowed beyond 4 x the file's storage bytes
     max_storage_numel = _INT64_MAX    # elements of one storage (its record must exist anyway)
@@ -409,6 +474,10 @@ class PickleVM:
         self.proto = None
         self.op_pos = start
         self.op_name = "?"
+        # id -> (key, expanded item count, height) of tuple/frozenset keys already checked.  The key
+        # itself is kept so that its id cannot be reused by another object while the VM runs.
+        self._key_cost: dict[int, tuple] = {}
+        self._composite_keys = 0
 
     # -- errors ----------------------------------------------------------------------------------
     def _fail(self, msg: str, exc: type = CheckpointError):
@@ -468,22 +537,52 @@ class PickleVM:
             self._fail(f"memo index {idx} was never stored")
         self._push(obj)
 
-    def _check_key(self, key, depth: int = 0) -> None:
-        """Dict keys / set items: plain hashable data only, bounded depth (no hash-flood, no deep hash)."""
+    def _check_key(self, key) -> None:
+        """Dict keys / set items: plain hashable data only.
+
+        Inserting a key hashes it (and may compare it with colliding keys), and Python does not cache
+        tuple hashes, so a tuple key costs its *expanded* size: memo-shared items count every time they
+        occur.  That size is computed once per distinct object (by identity, so a shared tuple costs
+        its real size in the pickle) and capped by ``max_key_items``; the number of composite keys is
+        capped by ``max_composite_keys`` so that crafted hash collisions stay cheap.
+        """
+        if isinstance(key, (tuple, frozenset)):
+            self._composite_keys += 1
+            if self._composite_keys > self.limits.max_composite_keys:
+                self._fail(f"more than {self.limits.max_composite_keys} tuple/frozenset dict keys or set "
+                           f"items (Limits.max_composite_keys)")
+        self._key_size(key)
+
+    def _key_size(self, key, depth: int = 0) -> tuple:
+        """``(expanded items, height)`` of a key; refuses unhashable, too deep or too large keys."""
         if isinstance(key, (str, bytes, float, bool)) or key is None:
-            return
+            return 1, 0
         if isinstance(key, int):
             if -(1 << 63) <= key < (1 << 63):
-                return
+                return 1, 0
             self._fail("integer dict key outside int64")
         if isinstance(key, (Global, Call, StorageRef, TensorRef, UnsupportedTensor)):
-            return  # identity-hashed
+            return 1, 0  # identity-hashed
         if isinstance(key, (tuple, frozenset)):
-            if depth >= self.limits.max_key_depth:
-                self._fail(f"dict key nested deeper than {self.limits.max_key_depth}")
-            for k in key:
-                self._check_key(k, depth + 1)
-            return
+            lim = self.limits
+            hit = self._key_cost.get(id(key))
+            if hit is not None and hit[0] is key:
+                size, height = hit[1], hit[2]
+            else:
+                if depth >= lim.max_key_depth:
+                    self._fail(f"dict key nested deeper than {lim.max_key_depth} (Limits.max_key_depth)")
+                size, height = 1, 0
+                for k in key:
+                    s, h = self._key_size(k, depth + 1)
+                    size += s
+                    height = max(height, h + 1)
+                    if size > lim.max_key_items:
+                        self._fail(f"dict key of more than {lim.max_key_items} items counting "
+                                   f"repetitions (Limits.max_key_items)")
+                self._key_cost[id(key)] = (key, size, height)
+            if depth + height > lim.max_key_depth:
+                self._fail(f"dict key nested deeper than {lim.max_key_depth} (Limits.max_key_depth)")
+            return size, height
         self._fail(f"unhashable dict key of type {type(key).__name__}")
 
     # -- main loop -------------------------------------------------------------------------------
@@ -781,7 +880,7 @@ class PickleVM:
                 if len(args) not in (6, 7):
                     self._fail(f"_rebuild_tensor_v2 takes 6 or 7 arguments, got {len(args)}")
                 if len(args) == 7 and args[6]:
-                    return UnsupportedTensor(f"tensor with metadata {sorted(map(str, args[6]))!r} "
+                    return UnsupportedTensor(f"tensor with metadata {brief(args[6], 80)} "
                                              f"(conj/neg bits)")
                 return self._tensor(args[0], args[1], args[2], args[3], None)
             if name == "_rebuild_tensor":
@@ -823,19 +922,22 @@ class PickleVM:
         if storage.code is None:
             return UnsupportedTensor(f"storage type {storage.type_name}")
         if not _is_int(offset) or offset < 0:
-            self._fail(f"tensor storage offset {offset!r} is not a non-negative int")
+            self._fail(f"tensor storage offset {brief(offset)} is not a non-negative int")
         if not isinstance(size, tuple) or not isinstance(stride, tuple):
-            self._fail("tensor size/stride are not tuples")
+            self._fail(f"tensor size {brief(size)} / stride {brief(stride)} are not tuples")
         if len(size) != len(stride):
-            self._fail(f"tensor size {size!r} and stride {stride!r} differ in length")
+            self._fail(f"tensor size {brief(size)} and stride {brief(stride)} differ in length")
         if len(size) > _MAX_NDIM:
             self._fail(f"tensor with {len(size)} dimensions (cap {_MAX_NDIM})")
         for v in size:
             if not _is_int(v) or v < 0:
-                self._fail(f"tensor size {size!r} has a negative or non-int entry")
+                self._fail(f"tensor size {brief(size)} has a negative or non-int entry")
+            if v > _MAX_DIM:
+                self._fail(f"tensor size {brief(size)} has a dimension of {v} >= 2**31 (the C core's "
+                           f"int range)")
         for v in stride:
             if not _is_int(v) or v < 0:
-                self._fail(f"tensor stride {stride!r} has a negative or non-int entry")
+                self._fail(f"tensor stride {brief(stride)} has a negative or non-int entry")
         if dtype_info is not None and storage.root is not None:
             self._fail("_rebuild_tensor_v3 on a legacy view storage")
         if dtype_info is None:
@@ -906,19 +1008,19 @@ def parse_storage_pid(pid, legacy: bool) -> tuple[str, str, tuple[Optional[str],
     """
     n = 6 if legacy else 5
     if not isinstance(pid, tuple) or len(pid) != n or pid[0] != "storage":
-        kind = pid[0] if isinstance(pid, tuple) and pid else type(pid).__name__
-        raise CheckpointError(f"persistent id {kind!r} is not a {n}-tuple ('storage', class, key, "
+        kind = brief(pid[0], 60) if isinstance(pid, tuple) and pid else type(pid).__name__
+        raise CheckpointError(f"persistent id {kind} is not a {n}-tuple ('storage', class, key, "
                               f"location, numel{', view' if legacy else ''})")
     cls, key, location, numel = pid[1], pid[2], pid[3], pid[4]
     if not isinstance(cls, Global) or cls.module not in _STORAGE_MODULES or cls.name not in STORAGE_TYPES:
         shown = cls.qualname if isinstance(cls, Global) else type(cls).__name__
         raise CheckpointError(f"persistent id names unknown storage class {shown!r}")
     if not isinstance(key, str) or not key or len(key) > 256:
-        raise CheckpointError(f"storage key {key!r} is not a short non-empty string")
+        raise CheckpointError(f"storage key {brief(key, 60)} is not a short non-empty string")
     if not isinstance(location, str):
-        raise CheckpointError(f"storage {key!r} location {location!r} is not a string")
+        raise CheckpointError(f"storage {key!r} location {brief(location, 60)} is not a string")
     if not _is_int(numel) or numel < 0 or numel > Limits.max_storage_numel:
-        raise CheckpointError(f"storage {key!r} numel {numel!r} is not a non-negative int64")
+        raise CheckpointError(f"storage {key!r} numel {brief(numel, 60)} is not a non-negative int64")
     info = STORAGE_TYPES[cls.name]
     if numel * info[1] > _INT64_MAX:
         raise CheckpointError(f"storage {key!r}: numel {numel} x {info[1]} bytes overflows int64")
@@ -944,11 +1046,24 @@ def materialize_tree(obj, limits: type[Limits] = Limits):
     """
     done: dict[int, Any] = {}
 
+    # Paths are built only for messages: a linked (parent, step) pair per level, so that walking a
+    # wide or deep tree (or one with a 16 MB key) never copies path strings per node.
+    def fmt(path) -> str:
+        steps = []
+        while path is not None and len(steps) < 12:
+            path, step = path
+            steps.append(step)
+        more = "..." if path is not None else ""
+        out = ""
+        for st in reversed(steps):
+            out += f"[{st}]" if isinstance(st, int) else (f".{brief(st, 40)}" if out else brief(st, 40))
+        return more + out
+
     def walk(o, depth, path):
         if isinstance(o, TensorRef):
             oid = id(o)
             if oid not in done:
-                done[oid] = o.materialize(path)
+                done[oid] = o.materialize(fmt(path))
             return done[oid]
         if not isinstance(o, (list, dict, tuple, Call, set, frozenset)):
             return o
@@ -956,17 +1071,17 @@ def materialize_tree(obj, limits: type[Limits] = Limits):
         if oid in done:
             return done[oid]
         if depth > limits.max_tree_depth:
-            raise CheckpointError(f"object nesting deeper than {limits.max_tree_depth} at {path!r} "
-                                  f"(Limits.max_tree_depth)")
+            raise CheckpointError(f"object nesting deeper than {limits.max_tree_depth} at "
+                                  f"{fmt(path)!r} (Limits.max_tree_depth)")
         if isinstance(o, list):
             done[oid] = o
             for i, v in enumerate(o):
-                o[i] = walk(v, depth + 1, f"{path}[{i}]")
+                o[i] = walk(v, depth + 1, (path, i))
             return o
         if isinstance(o, dict):
             done[oid] = o
             for k in list(o):
-                o[k] = walk(o[k], depth + 1, f"{path}.{k}" if path else str(k))
+                o[k] = walk(o[k], depth + 1, (path, k if isinstance(k, str) else brief(k, 40)))
             return o
         if isinstance(o, Call):
             done[oid] = o
@@ -979,9 +1094,9 @@ def materialize_tree(obj, limits: type[Limits] = Limits):
             done[oid] = o  # set items are keys: never tensors
             return o
         done[oid] = o  # provisional, for cycles through mutable containers
-        items = [walk(v, depth + 1, f"{path}[{i}]") for i, v in enumerate(o)]
+        items = [walk(v, depth + 1, (path, i)) for i, v in enumerate(o)]
         new = o if all(a is b for a, b in zip(items, o)) else tuple(items)
         done[oid] = new
         return new
 
-    return walk(obj, 0, "")
+    return walk(obj, 0, None)

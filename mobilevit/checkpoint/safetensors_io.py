@@ -32,12 +32,15 @@ from typing import Mapping, Optional
 import numpy as np
 
 from . import CheckpointError, _open_source, _Source
+from .pickle_vm import brief
 
 __all__ = ["read_safetensors", "read_safetensors_metadata", "save_safetensors", "parse_header",
            "MAX_HEADER_SIZE"]
 
 MAX_HEADER_SIZE = 100_000_000
 _U64_MAX = (1 << 64) - 1
+_MAX_DIM = (1 << 31) - 1  # one dimension: the C core indexes dimensions with int
+_MAX_NDIM = 64            # NumPy's limit
 
 # name -> (numpy code or None if refused on read, bit size)
 _DTYPES: dict[str, tuple[Optional[str], int]] = {
@@ -123,23 +126,41 @@ def parse_header(src: _Source):
     metadata = header.pop("__metadata__", None)
     if metadata is None:
         metadata = {}
-    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-        _err(src, "InvalidHeaderDeserialization", "__metadata__ must map strings to strings")
+    if not isinstance(metadata, dict):
+        _err(src, "InvalidHeaderDeserialization",
+             f"__metadata__ is a JSON {type(metadata).__name__}, not an object mapping strings to strings")
+    for k, v in metadata.items():
+        if not isinstance(v, str):
+            _err(src, "InvalidHeaderDeserialization",
+                 f"__metadata__[{brief(k, 60)}] is {brief(v, 60)}, not a string (__metadata__ must map "
+                 f"strings to strings)")
 
     infos = []
     for name, info in header.items():
+        shown = brief(name, 80)
         if not isinstance(info, dict):
-            _err(src, "InvalidHeaderDeserialization", f"tensor {name!r}: info is not an object")
+            _err(src, "InvalidHeaderDeserialization",
+                 f"tensor {shown}: info is {brief(info, 60)}, not an object with dtype/shape/data_offsets")
         dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-        if not isinstance(dtype, str) or dtype not in _DTYPES:
-            _err(src, "InvalidHeaderDeserialization", f"tensor {name!r}: unknown dtype {dtype!r}")
+        if not isinstance(dtype, str):
+            _err(src, "InvalidHeaderDeserialization",
+                 f"tensor {shown}: dtype {brief(dtype, 60)} is not a string")
+        if dtype not in _DTYPES:
+            _err(src, "InvalidHeaderDeserialization", f"tensor {shown}: unknown dtype {brief(dtype, 60)}")
         if not isinstance(shape, list) or not all(_is_uint(d) for d in shape):
             _err(src, "InvalidHeaderDeserialization",
-                 f"tensor {name!r}: shape {shape!r} is not a list of non-negative integers")
+                 f"tensor {shown}: shape {brief(shape, 80)} is not a list of non-negative integers")
+        if len(shape) > _MAX_NDIM:
+            _err(src, "InvalidHeaderDeserialization",
+                 f"tensor {shown}: shape has {len(shape)} dimensions (cap {_MAX_NDIM})")
+        if any(d > _MAX_DIM for d in shape):
+            _err(src, "InvalidHeaderDeserialization",
+                 f"tensor {shown}: shape {brief(shape, 80)} has a dimension >= 2**31 (the C core's int "
+                 f"range), even if it holds no elements")
         if (not isinstance(offsets, list) or len(offsets) != 2
                 or not all(_is_uint(o) for o in offsets)):
             _err(src, "InvalidHeaderDeserialization",
-                 f"tensor {name!r}: data_offsets {offsets!r} is not two non-negative integers")
+                 f"tensor {shown}: data_offsets {brief(offsets, 80)} is not two non-negative integers")
         infos.append(_TensorInfo(name, dtype, tuple(shape), offsets[0], offsets[1]))
 
     # Offsets tile the buffer exactly, in sorted order.

@@ -113,6 +113,22 @@ def _hostile_pickles():
                                  + b"K\x01K\x02K\x02\x86K\x02K\x01\x86\x89ccollections\nOrderedDict\n)Rtqs.")
     out["rebuild_tensor_stride0"] = (P + b"}X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n(" + storage
                                      + b"K\x00K\x40K\x40\x86K\x00K\x00\x86\x89ccollections\nOrderedDict\n)Rtqs.")
+    # Memo-shared structures (issue 12): tiny pickles whose expansion is exponential.
+    def shared_tuple(width, depth):
+        b = b"K\x01\x85q\x00"
+        for lvl in range(depth):
+            b += b"0(" + (b"h" + bytes([lvl])) * width + b"tq" + bytes([lvl + 1])
+        return b
+    out["shared_tuple_key"] = P + b"}" + shared_tuple(8, 6) + b"K\x01s."
+    out["shared_tuple_frozenset"] = P + b"(" + shared_tuple(8, 6) + b"\x91."
+    out["shared_tuple_persid"] = P + shared_tuple(8, 6) + b"\x85Q."
+    out["shared_tuple_size"] = (P + b"}X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n(" + storage
+                                + b"K\x00" + shared_tuple(8, 6).replace(b"q", b"r\x00\x00\x00", 0)
+                                + b"\x85K\x01\x85\x89ccollections\nOrderedDict\n)Rtqs.")
+    out["reduce_chain"] = P + b"}X\x01\x00\x00\x00wcmymod\nThing\n" + b")R" * 2000 + b"s."
+    out["tensor_dim_2_31"] = (P + b"}X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n(" + storage
+                              + b"K\x00K\x00J\x00\x00\x00\x80\x8a\x05\x00\x00\x00\x80\x00\x86K\x01K\x01\x86"
+                              + b"\x89ccollections\nOrderedDict\n)Rtqs.")
     return out
 
 
@@ -227,6 +243,11 @@ def make_safetensors(torch_ok: bool) -> None:
         "f4": b'{"a":{"dtype":"F4","shape":[3],"data_offsets":[0,2]}}',
         "nan": b'{"a":{"dtype":"F32","shape":[NaN],"data_offsets":[0,4]}}',
         "padded": b'   {"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}   ',
+        "zero_numel_huge_dim": b'{"a":{"dtype":"F32","shape":[0,4611686018427387904],"data_offsets":[0,0]}}',
+        "shape_bool": b'{"a":{"dtype":"F32","shape":[true],"data_offsets":[0,4]}}',
+        "dtype_not_str": b'{"a":{"dtype":32,"shape":[1],"data_offsets":[0,4]}}',
+        "metadata_not_map": b'{"__metadata__":["a"],"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}',
+        "metadata_value_obj": b'{"__metadata__":{"a":{"b":"c"}},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}',
     }
     for name, h in hostile.items():
         files[f"hand_{name}"] = struct.pack("<Q", len(h)) + h + b"\0\0\0\0"

@@ -529,7 +529,7 @@ class MobileViT:
         reported in the returned :class:`LoadResult`."""
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"state_dict must be a mapping of name -> array, got {type(state_dict).__name__}")
-        renamed, scheme = to_timm(state_dict, scheme)
+        renamed, scheme = to_timm(state_dict, scheme, partial=not strict)
         missing, mismatched, new = [], [], {}
         for k, shp in self.shapes.items():
             if k not in renamed:

@@ -63,7 +63,6 @@ def preset_for(model) -> Preprocess:
     return Preprocess.from_name({"timm": "timm", "cvnets": "cvnets"}.get(scheme, "hf"))
 
 
-# The thread rule of mobilevit.set_num_threads (csrc/module.c, py_set_num_threads): an int in 1..1024.
 from .threads import MAX_THREADS, check_num_threads  # noqa: E402,F401  (the one thread-count rule, re-exported)
 
 

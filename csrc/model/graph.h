@@ -2,18 +2,24 @@
  * plan that runs it.
  *
  * Life cycle (XNNPACK-like create -> reshape -> run):
- *   mv_graph_create   weights are copied, BatchNorm already folded by the
- *                     caller, and packed once for the kernels;
- *   mv_plan_create    for one input shape (B, H, W): every tensor's shape,
+ *   mv_graph_new, mv_graph_set_node, mv_graph_finalize      (graph.c)
+ *                     nodes validated, weights copied (BatchNorm already
+ *                     folded by the caller) and packed once for the kernels,
+ *                     fusable chains marked;
+ *   mv_plan_init      (plan.c) for one input shape (B, H, W) and one set of
+ *                     mv_plan_opts: every tensor's shape, the fusion choice,
  *                     one arena laid out by tensor liveness, scratch sizes;
- *   mv_plan_run       one OpenMP parallel region for the whole network; the
- *                     workers claim chunks of each node (see graph.c).
+ *   mv_plan_run       (exec.c) one OpenMP parallel region for the whole
+ *                     network; the workers claim chunks of each node.
+ * Which plan a call uses, and when plans are made, cached and freed, is the
+ * run policy of model/session.h.
  * Fusion: mv_graph_finalize marks expand -> depthwise -> project chains
  * (inverted residual blocks); a plan runs a chain as one mv_invres node when
- * its expanded map is large enough to fall out of cache (fuse_min_bytes),
- * and its two inner tensors then take no memory.
+ * its expanded map is large enough to fall out of cache
+ * (mv_plan_opts.fuse_min_bytes), and its two inner tensors then take no
+ * memory.
  * A plan and its arena belong to one call at a time; the graph is immutable
- * after creation and can be shared by any number of concurrent plans.
+ * after mv_graph_finalize and can be shared by any number of concurrent plans.
  *
  * Tensors: id 0 is the network input (NHWC copy of the NCHW argument);
  * node i produces tensor i + 1.  All tensors are NHWC float32. */
@@ -47,7 +53,7 @@ typedef enum {
 
 /* Per-op parameters: the tagged union of mv_node (XNNPACK-style subgraph
  * nodes).  Field names are the names the binding reads from Python
- * (module.c's node tables), so a node is written as named fields end to
+ * (binding/graph.c's node tables), so a node is written as named fields end to
  * end.  Sizes are output-pixel based; "act" is an mv_act. */
 typedef struct {
     int kh, kw, stride, pad, dilation, act;

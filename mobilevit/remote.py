@@ -41,6 +41,7 @@ name never holds a partial file.  ``HF_HUB_OFFLINE=1`` or
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import re
 import sys
@@ -238,7 +239,7 @@ def resolve_hub(repo_id: str, revision: Optional[str] = None, *, cache_dir: Opti
     reached, the cached snapshot for ``revision`` is used if it holds a weights
     file; otherwise :class:`RemoteError` says what to do."""
     hf = _hf()
-    from huggingface_hub import errors as hf_errors
+    from huggingface_hub import utils as hf_errors  # the error classes, exported here since 0.1x
     revision = revision or "main"
     where = f"{repo_id}@{revision}"
     cache = _hub_cache_dir(cache_dir)
@@ -264,11 +265,13 @@ def resolve_hub(repo_id: str, revision: Optional[str] = None, *, cache_dir: Opti
     except hf_errors.RepositoryNotFoundError as e:
         raise RemoteError(f"{repo_id}: no such local folder, and no such repo on {endpoint or 'the Hub'} "
                           f"(or it is private: pass token= or set HF_TOKEN)") from e
-    except Exception as e:  # connection refused, timeout, 5xx: fall back on the cache, as transformers does
-        if not _is_network_error(e):
-            raise
-        return _from_hub_cache(hf, repo_id, revision, cache,
-                               reason=f"the Hub ({endpoint or 'huggingface.co'}) could not be reached: {e}")
+    except Exception as e:
+        if _is_network_error(e):  # connection refused, timeout, 5xx: fall back on the cache, as transformers does
+            return _from_hub_cache(hf, repo_id, revision, cache,
+                                   reason=f"the Hub ({endpoint or 'huggingface.co'}) could not be reached: {e}")
+        if isinstance(e, hf_errors.HfHubHTTPError):
+            raise RemoteError(f"{where}: the Hub refused the request: {e}") from e
+        raise
 
     names = [s.rfilename for s in (info.siblings or [])]
     weights = _pick_weights(names, where)
@@ -301,7 +304,7 @@ def _is_network_error(e: BaseException) -> bool:
         net = (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
     except ImportError:  # pragma: no cover - huggingface_hub >= 1.0 uses httpx
         net = ()
-    from huggingface_hub import errors as hf_errors
+    from huggingface_hub import utils as hf_errors  # the error classes, exported here since 0.1x
     if isinstance(e, net) or type(e).__name__ in ("OfflineModeIsEnabled", "ConnectError", "TimeoutException",
                                                   "ReadTimeout", "ConnectTimeout"):
         return True
@@ -316,6 +319,11 @@ def _from_hub_cache(hf, repo_id: str, revision: str, cache: Optional[str], reaso
         if isinstance(p, str) and os.path.isfile(p):
             found[fname] = p
     weights = next((f for f in HUB_WEIGHTS if f in found), None)
+    if weights is None and "config.json" in found:  # a repo whose weights have another name
+        folder = os.path.dirname(found["config.json"])
+        cands = sorted(f for f in os.listdir(folder) if f.lower().endswith(_CKPT_EXT))
+        if len(cands) == 1:
+            weights, found[cands[0]] = cands[0], os.path.join(folder, cands[0])
     if weights is None:
         raise RemoteError(f"{repo_id}@{revision}: {reason}, and no weights for it are in the Hugging Face cache "
                           f"({cache or 'the default HF_HOME/hub'}). Connect once (unset HF_HUB_OFFLINE / "
@@ -543,7 +551,7 @@ def _fetch_into(url: str, part: str, *, timeout: float, max_bytes: int, show: bo
             while True:
                 try:
                     block = resp.read(_CHUNK)
-                except (OSError, ValueError) as e:  # reset, timeout, IncompleteRead
+                except (OSError, ValueError, http.client.HTTPException) as e:  # reset, timeout, IncompleteRead
                     block, cut = b"", e
                 else:
                     cut = None

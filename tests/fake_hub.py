@@ -42,6 +42,8 @@ class _Handler(BaseHTTPRequestHandler):
             srv.requests.append({"method": self.command, "path": path, "headers": dict(self.headers)})
         m = re.fullmatch(r"/api/models/([^/]+/[^/]+)(?:/revision/(.+))?", path)
         if m:
+            if path in srv.status:
+                return self._error(srv.status[path])
             return self._api(srv, m.group(1), m.group(2) or "main")
         m = re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
         if m and m.group(1) in srv.repos:

@@ -93,6 +93,7 @@ def hub(models):
         only_bin["pytorch_model.bin"] = b"not read by these tests"
         h.add_repo("apple/deeplabv3-mobilevit-small", only_bin)
         h.add_repo("someone/two-candidates", {"a.pt": b"1", "b.pt": b"2"})
+        h.add_repo("someone/custom-name", {"config.json": b"{}", "mobilevit_s.pt": b"weights", "README.md": b"#"})
         yield h
 
 
@@ -210,12 +211,31 @@ def test_hub_timm_repo_fetches_one_weights_file(env, hub, models, torch):
 def test_hub_weights_choice_and_errors(env, hub):
     files = remote.resolve_hub("apple/deeplabv3-mobilevit-small")
     assert os.path.basename(files.weights) == "pytorch_model.bin" and files.preprocessor_config is None
+    custom = remote.resolve_hub("someone/custom-name")
+    assert os.path.basename(custom.weights) == "mobilevit_s.pt"
+    assert sorted(os.listdir(custom.folder)) == ["config.json", "mobilevit_s.pt"]
     with pytest.raises(RemoteError, match="several candidates"):
         remote.resolve("someone/two-candidates")
     with pytest.raises(RemoteError, match="no such local folder, and no such repo"):
         remote.resolve("nobody/missing-repo")
     with pytest.raises(ValueError, match="sha256= applies to URLs"):
         remote.resolve("apple/mobilevit-small", sha256="0" * 64)
+
+
+@needs_hf
+def test_hub_server_errors(env, hub, monkeypatch):
+    warm = remote.resolve("someone/custom-name")
+    hub.status["/api/models/someone/custom-name/revision/main"] = 500  # Hub down: the cache is used
+    hub.status["/api/models/timm/mobilevit_xxs.cvnets_in1k/revision/main"] = 500
+    hub.status["/api/models/apple/mobilevit-small/revision/main"] = 403
+    assert remote.resolve("someone/custom-name") == warm
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert remote.resolve("someone/custom-name") == warm  # offline: the non-standard name is found too
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    with pytest.raises(RemoteError, match="could not be reached"):
+        remote.resolve("timm/mobilevit_xxs.cvnets_in1k")
+    with pytest.raises(RemoteError, match="refused the request"):
+        remote.resolve("apple/mobilevit-small")
 
 
 @needs_hf

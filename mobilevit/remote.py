@@ -397,6 +397,20 @@ def _remove(path: str) -> None:
         pass
 
 
+def _discard(part: str) -> None:
+    """Drop a partial download and the validator saved with it."""
+    _remove(part)
+    _remove(part + ".validator")
+
+
+def _read_validator(part: str) -> Optional[str]:
+    try:
+        with open(part + ".validator", "r", encoding="ascii") as f:
+            return f.read().strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 class _Lock:
     """An exclusive advisory lock on ``path`` (fcntl where available) so two
     processes never append to the same ``.part`` file."""
@@ -429,10 +443,12 @@ def download_url(url: str, *, sha256: Optional[str] = None, cache_dir: Optional[
       leaves nothing behind (neither the file nor its ``.part``);
     * ``max_bytes``: a ``Content-Length`` above it is refused before the body is
       read; without a length, reading stops with an error past the cap;
-    * an interrupted transfer keeps ``<name>.part``; up to ``retries`` more
-      requests (and any later call) resume it with ``Range: bytes=<size>-``,
-      keeping the bytes only if the server answers 206 with a matching
-      ``Content-Range`` (a 200 restarts from zero);
+    * an interrupted transfer keeps ``<name>.part`` (and the server's ETag or
+      Last-Modified in ``<name>.part.validator``); up to ``retries`` more
+      requests (and any later call) resume it with ``Range: bytes=<size>-`` and
+      ``If-Range: <validator>``, keeping the bytes only if the server answers
+      206 with a matching ``Content-Range`` (a 200 — range ignored or the file
+      changed — restarts from zero, a 416 discards the ``.part``);
     * ``timeout`` bounds connecting and each read (seconds), as urllib does;
     * ``progress``: a tqdm bar on stderr; default on only when stderr is a TTY;
     * offline (``local_files_only``, ``HF_HUB_OFFLINE`` / ``MOBILEVIT_OFFLINE``):
@@ -472,10 +488,11 @@ def download_url(url: str, *, sha256: Optional[str] = None, cache_dir: Optional[
         if sha256 is not None:
             got = _sha256_of(part)
             if got != sha256:
-                _remove(part)
+                _discard(part)
                 raise ChecksumError(f"{url}: sha256 {got} does not match the expected {sha256}; "
                                     f"the download was deleted")
         os.replace(part, final)
+        _remove(part + ".validator")
         _fsync_dir(os.path.dirname(final))
     return final
 
@@ -506,22 +523,25 @@ def _fetch_into(url: str, part: str, *, timeout: float, max_bytes: int, show: bo
     False when the connection ended early (``part`` kept for a resume)."""
     have = os.path.getsize(part) if os.path.isfile(part) else 0
     if have > max_bytes:
-        _remove(part)
+        _discard(part)
         have = 0
     hdrs = {"User-Agent": f"mobilevit/{_version()}", "Accept-Encoding": "identity"}
     hdrs.update(headers or {})
     if have:
         hdrs["Range"] = f"bytes={have}-"
+        validator = _read_validator(part)
+        if validator:  # a changed file then comes back whole (200), never spliced onto old bytes
+            hdrs["If-Range"] = validator
     req = urllib.request.Request(url, headers=hdrs)
     try:
         resp = _OPENER.open(req, timeout=timeout)
     except urllib.error.HTTPError as e:
         e.close()
         if e.code == 416 and have:  # our .part is not a prefix the server recognises: start over
-            _remove(part)
+            _discard(part)
             return False
         if 400 <= e.code < 500:
-            _remove(part)
+            _discard(part)
         raise RemoteHTTPError(f"{url}: HTTP {e.code} {e.reason}", url, e.code) from None
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
@@ -534,14 +554,21 @@ def _fetch_into(url: str, part: str, *, timeout: float, max_bytes: int, show: bo
         if have and status == 206:
             start, total = _content_range_start(resp.headers.get("Content-Range"))
             if start != have:  # the server sent some other range: do not splice it in
-                _remove(part)
+                _discard(part)
                 return False
-        else:  # a 200 (range ignored or no range asked): the body is the whole file
+        else:  # a 200 (range ignored, file changed, or no range asked): the body is the whole file
             have, total, mode = 0, length, "wb"
+            etag, modified = resp.headers.get("ETag"), resp.headers.get("Last-Modified")
+            validator = etag if etag and not etag.startswith("W/") else modified  # If-Range needs a strong one
+            if validator and validator.isascii():
+                with open(part + ".validator", "w", encoding="ascii") as v:
+                    v.write(validator)
+            else:
+                _remove(part + ".validator")
         if total is None and length is not None:
             total = have + length
         if total is not None and total > max_bytes:
-            _remove(part)
+            _discard(part)
             raise RemoteError(f"{url}: the file is {total} bytes, above the {max_bytes}-byte cap "
                               f"(pass max_bytes= to allow it); nothing was downloaded")
         from tqdm.auto import tqdm
@@ -560,7 +587,7 @@ def _fetch_into(url: str, part: str, *, timeout: float, max_bytes: int, show: bo
                 got += len(block)
                 if got > max_bytes:
                     f.close()
-                    _remove(part)
+                    _discard(part)
                     raise RemoteError(f"{url}: more than {max_bytes} bytes received (cap; pass max_bytes= "
                                       f"to allow more); the download was deleted")
                 f.write(block)
@@ -570,7 +597,7 @@ def _fetch_into(url: str, part: str, *, timeout: float, max_bytes: int, show: bo
     if cut is not None or (total is not None and got < total):
         return False
     if total is not None and got > total:
-        _remove(part)
+        _discard(part)
         raise RemoteError(f"{url}: received {got} bytes, more than the announced {total}; deleted")
     return True
 

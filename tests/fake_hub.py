@@ -48,8 +48,15 @@ class _Handler(BaseHTTPRequestHandler):
         m = re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
         if m and m.group(1) in srv.repos:
             return self._resolve(srv, m.group(1), m.group(2), m.group(3), head)
+        if path in srv.redirects:
+            self.send_response(302)
+            self.send_header("Location", srv.redirects[path])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if path in srv.files:
-            return self._file(srv, path, srv.files[path], head, {})
+            data = srv.files[path]
+            return self._file(srv, path, data, head, {"ETag": f'"{hashlib.sha256(data).hexdigest()}"'})
         return self._error(404, "RepoNotFound" if m else None)
 
     def _error(self, code: int, error_code: Optional[str] = None):
@@ -107,6 +114,9 @@ class _Handler(BaseHTTPRequestHandler):
         total = len(data)
         start, code = 0, 200
         rng = self.headers.get("Range")
+        if_range = self.headers.get("If-Range")
+        if if_range is not None and if_range != extra.get("ETag"):
+            rng = None  # RFC 9110 13.1.5: the representation changed, send all of it
         if rng and key not in srv.ignore_range:
             m = re.fullmatch(r"bytes=(\d+)-(\d*)", rng.strip())
             if m:
@@ -149,7 +159,9 @@ class FakeHub:
     ``cut_after[path] = n`` (send ``n`` bytes of the body then close, the next
     ``cut_times[path]`` requests; default once); ``wrong_body[path] = b"..."``;
     ``ignore_range`` (a set: answer 200 with the whole file);
-    ``announce_length[path] = n`` (a false Content-Length); ``no_length`` (a set).
+    ``announce_length[path] = n`` (a false Content-Length); ``no_length`` (a set);
+    ``redirects[path] = location`` (a 302).  Plain files carry a strong ETag
+    (their sha256) and honour ``If-Range``.
     """
 
     def __init__(self):
@@ -163,6 +175,7 @@ class FakeHub:
         self.ignore_range: set = set()
         self.no_length: set = set()
         self.announce_length: Dict[str, int] = {}
+        self.redirects: Dict[str, str] = {}
         self.lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True

@@ -111,7 +111,7 @@ def env(hub, tmp_path, monkeypatch):
     for k in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(k, raising=False)
     hub.status.clear(), hub.cut_after.clear(), hub.cut_times.clear(), hub.wrong_body.clear()
-    hub.ignore_range.clear(), hub.no_length.clear(), hub.announce_length.clear()
+    hub.ignore_range.clear(), hub.no_length.clear(), hub.announce_length.clear(), hub.redirects.clear()
     return tmp_path
 
 
@@ -354,8 +354,9 @@ def test_url_interrupted_then_resumed_next_call(env, hub):
     assert not os.path.exists(final)  # never a half-written file under the final name
     assert os.path.getsize(final + ".part") == len(data) // 2
     path = remote.download_url(url, sha256=_sha(data), progress=True)  # progress on a non-TTY: harmless
-    ranges = [r["headers"].get("Range") for r in hub.requests if r["path"] == "/zoo/big.pt"]
-    assert ranges == [None, f"bytes={len(data) // 2}-"]
+    sent = [(r["headers"].get("Range"), r["headers"].get("If-Range")) for r in hub.requests
+            if r["path"] == "/zoo/big.pt"]
+    assert sent == [(None, None), (f"bytes={len(data) // 2}-", f'"{_sha(data)}"')]
     assert _sha(open(path, "rb").read()) == _sha(data) and not os.path.exists(final + ".part")
 
 
@@ -459,3 +460,79 @@ def test_url_timeout_and_refused(env, hub):
         remote.download_url(url, timeout=0.5)  # nothing listens now
     with pytest.raises(ValueError, match="only http"):
         remote.download_url("file:///etc/passwd")
+
+
+def test_url_file_changed_between_attempts_is_restarted(env, hub):
+    old, new = _blob(seed=4), _blob(seed=5)
+    url = hub.add_file("/zoo/moving.pt", old)
+    hub.cut_after["/zoo/moving.pt"] = 1234
+    with pytest.raises(RemoteError, match="interrupted"):
+        remote.download_url(url, retries=0)
+    hub.files["/zoo/moving.pt"] = new  # republished: If-Range no longer matches, the server sends it all
+    path = remote.download_url(url, sha256=_sha(new))
+    assert open(path, "rb").read() == new
+    assert not os.path.exists(path + ".part.validator")
+
+
+def test_url_stale_part_beyond_the_file(env, hub):
+    data = b"short file"
+    url = hub.add_file("/zoo/stale.pt", data)
+    final = remote.url_cache_path(url)
+    os.makedirs(os.path.dirname(final))
+    with open(final + ".part", "wb") as f:
+        f.write(b"x" * 100)  # longer than the file: the server answers 416
+    assert open(remote.download_url(url), "rb").read() == data
+    ranges = [r["headers"].get("Range") for r in hub.requests if r["path"] == "/zoo/stale.pt"]
+    assert ranges == ["bytes=100-", None]
+
+
+def test_url_concurrent_downloads_share_one_transfer(env, hub):
+    import threading
+    data = _blob(seed=6)
+    url = hub.add_file("/zoo/shared.pt", data)
+    out, errors = [], []
+
+    def worker():
+        try:
+            out.append(remote.download_url(url, timeout=10))
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors and len(out) == 4 and len(set(out)) == 1
+    assert open(out[0], "rb").read() == data
+    assert hub.count("GET", "/zoo/shared.pt") == 1
+
+
+def test_url_redirects(env, hub):
+    data = b"redirected bytes"
+    hub.add_file("/cdn/real.pt", data)
+    hub.redirects["/zoo/moved.pt"] = hub.url + "/cdn/real.pt"
+    path = remote.download_url(hub.url + "/zoo/moved.pt")
+    assert open(path, "rb").read() == data and os.path.basename(path) == "moved.pt"
+    hub.redirects["/zoo/evil.pt"] = "file:///etc/passwd"
+    with pytest.raises(RemoteHTTPError, match="302.*file:///etc/passwd"):
+        remote.download_url(hub.url + "/zoo/evil.pt")
+    assert not os.path.exists(remote.url_cache_path(hub.url + "/zoo/evil.pt"))
+    # https -> http is refused by our handler (checked without a connection: no TLS server here)
+    import urllib.request
+    handler = remote._NoDowngradeRedirect()
+    with pytest.raises(RemoteHTTPError, match="refusing a redirect to http://example.invalid/y"):
+        handler.redirect_request(urllib.request.Request("https://example.invalid/x"), None, 302, "Found", {},
+                                 "http://example.invalid/y")
+    assert handler.redirect_request(urllib.request.Request("http://example.invalid/x"), None, 302, "Found", {},
+                                    "https://example.invalid/y").full_url == "https://example.invalid/y"
+
+
+def test_url_progress_bar_switch(env, hub, capsys):
+    url = hub.add_file("/zoo/bar.pt", _blob(200_000, seed=7))
+    remote.download_url(url, progress=False)
+    assert capsys.readouterr().err == ""
+    remote.download_url(hub.url + "/zoo/bar.pt?v=2", progress=True)  # another URL: another cache entry
+    assert "bar.pt" in capsys.readouterr().err
+    remote.download_url(hub.url + "/zoo/bar.pt?v=3")  # default: off when stderr is not a TTY
+    assert capsys.readouterr().err == ""

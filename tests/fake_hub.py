@@ -88,6 +88,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+        if srv.after_api is not None:
+            srv.after_api()
 
     def _resolve(self, srv, repo: str, rev: str, fname: str, head: bool):
         sha = self._commit(srv, repo, rev)
@@ -129,6 +131,8 @@ class _Handler(BaseHTTPRequestHandler):
                     self.end_headers()
                     return
                 data, code = data[start:end + 1], 206
+                if key in srv.bad_range:  # a broken server: says 206 but sends the file from byte 0
+                    data, start = srv.files[key], 0
         self.send_response(code)
         for k, v in extra.items():
             self.send_header(k, v)
@@ -160,7 +164,8 @@ class FakeHub:
     ``cut_times[path]`` requests; default once); ``wrong_body[path] = b"..."``;
     ``ignore_range`` (a set: answer 200 with the whole file);
     ``announce_length[path] = n`` (a false Content-Length); ``no_length`` (a set);
-    ``redirects[path] = location`` (a 302).  Plain files carry a strong ETag
+    ``redirects[path] = location`` (a 302); ``bad_range`` (a set: a 206 whose
+    Content-Range starts at 0 whatever was asked); ``after_api`` (a callable).  Plain files carry a strong ETag
     (their sha256) and honour ``If-Range``.
     """
 
@@ -176,6 +181,8 @@ class FakeHub:
         self.no_length: set = set()
         self.announce_length: Dict[str, int] = {}
         self.redirects: Dict[str, str] = {}
+        self.bad_range: set = set()
+        self.after_api = None  # called after each /api/models answer (to publish a commit mid-download)
         self.lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True

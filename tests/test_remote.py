@@ -112,6 +112,8 @@ def env(hub, tmp_path, monkeypatch):
         monkeypatch.delenv(k, raising=False)
     hub.status.clear(), hub.cut_after.clear(), hub.cut_times.clear(), hub.wrong_body.clear()
     hub.ignore_range.clear(), hub.no_length.clear(), hub.announce_length.clear(), hub.redirects.clear()
+    hub.bad_range.clear()
+    hub.after_api = None
     return tmp_path
 
 
@@ -536,3 +538,27 @@ def test_url_progress_bar_switch(env, hub, capsys):
     assert "bar.pt" in capsys.readouterr().err
     remote.download_url(hub.url + "/zoo/bar.pt?v=3")  # default: off when stderr is not a TTY
     assert capsys.readouterr().err == ""
+
+
+def test_url_wrong_content_range_is_not_spliced(env, hub):
+    data = _blob(seed=8)
+    url = hub.add_file("/zoo/badrange.pt", data)
+    hub.cut_after["/zoo/badrange.pt"] = 5000
+    hub.bad_range.add("/zoo/badrange.pt")
+    path = remote.download_url(url, retries=2)
+    assert open(path, "rb").read() == data
+    ranges = [r["headers"].get("Range") for r in hub.requests if r["path"] == "/zoo/badrange.pt"]
+    assert ranges == [None, "bytes=5000-", None]  # the 206 from byte 0 was dropped, then a clean restart
+
+
+@needs_hf
+def test_hub_repo_changed_mid_download(env, hub, models):
+    repo = "someone/moving-repo"
+    hub.add_repo(repo, {"config.json": b"{}", "model.safetensors": b"first"})
+    hub.after_api = lambda: hub.add_repo(repo, {"config.json": b"{}", "model.safetensors": b"second"},
+                                         commit="f" * 40)
+    with pytest.raises(RemoteError, match="changed while it was being downloaded"):
+        remote.resolve(repo)
+    hub.after_api = None
+    files = remote.resolve_hub(repo)  # the next call sees one consistent commit
+    assert files.commit == "f" * 40 and open(files.weights, "rb").read() == b"second"

@@ -562,3 +562,50 @@ def test_hub_repo_changed_mid_download(env, hub, models):
     hub.after_api = None
     files = remote.resolve_hub(repo)  # the next call sees one consistent commit
     assert files.commit == "f" * 40 and open(files.weights, "rb").read() == b"second"
+
+
+# ------------------------------------------ wiring into from_pretrained / create_model
+# These run once hub.py / model.py call mobilevit.remote (the snippets in the issue 13
+# report); until then they skip, saying so.
+
+def _from_pretrained_wired():
+    import inspect
+    return "revision" in inspect.signature(mobilevit.from_pretrained).parameters
+
+
+@needs_hf
+@pytest.mark.skipif(not _from_pretrained_wired(), reason="hub.from_pretrained does not call mobilevit.remote yet")
+def test_from_pretrained_hub_id_and_url(env, hub, models, torch):
+    from reference_models import assert_close
+    m = mobilevit.from_pretrained("apple/mobilevit-small")
+    assert_close(m(X), torch_logits(torch, models["hf"][0]), 1e-4, "from_pretrained(hub id)")
+    m2 = mobilevit.from_pretrained("hf-hub:apple/mobilevit-small", revision="v2")
+    assert_close(m2(X), torch_logits(torch, models["hf_v2"][0]), 1e-4, "from_pretrained(revision=)")
+    url = hub.add_file("/zoo/wired/mobilevit_xxs.pt", models["cvnets"][1])
+    m3 = mobilevit.from_pretrained(url, sha256=_sha(models["cvnets"][1]))
+    assert_close(m3(X), torch_logits(torch, models["cvnets"][0]), 1e-4, "from_pretrained(URL)")
+    with pytest.raises(ValueError, match="apply to a hub id"):
+        mobilevit.from_pretrained({}, revision="x")
+    with pytest.raises(FileNotFoundError):
+        mobilevit.from_pretrained("no/such/path.pt")
+
+
+@needs_hf
+def test_create_model_pretrained(env, hub, models, torch, monkeypatch):
+    from reference_models import assert_close
+    try:
+        m = mobilevit.create_model("timm/mobilevit_xxs.cvnets_in1k", pretrained=True)
+    except ValueError as e:
+        if "cannot be downloaded" in str(e):
+            pytest.skip("model.create_model does not call mobilevit.remote yet")
+        raise
+    assert_close(m(X), torch_logits(torch, models["timm"][0]), 1e-4, "create_model(pretrained=True)")
+    with pytest.warns(UserWarning, match="random weights"):
+        mobilevit.create_model("apple/mobilevit-small")
+    with pytest.raises(ValueError, match="not num_classes=3"):
+        mobilevit.create_model("timm/mobilevit_xxs.cvnets_in1k", pretrained=True, num_classes=3)
+    with pytest.raises(ValueError, match="features_only"):
+        mobilevit.create_model("mobilevit_s", pretrained=True, features_only=True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(mobilevit.CheckpointError, match="offline"):
+        mobilevit.create_model("mobilevit_s", pretrained=True)  # timm/mobilevit_s.cvnets_in1k never cached

@@ -822,8 +822,32 @@ def create_model(name: str, num_classes: Optional[int] = None, pretrained: bool 
       ``aspp_rates``.
     * ``odd_size`` (v2): "resize" (timm/ml-cvnets, default) or "crop" (HF).
     """
+    from .remote import default_hub_id, is_hub_id
+    if is_hub_id(name) and not pretrained:
+        import warnings
+        warnings.warn(f"create_model({name!r}) builds that architecture with random weights; for the published "
+                      f"weights use mobilevit.from_pretrained({name!r}) or pretrained=True", stacklevel=2)
     if pretrained:
-        raise ValueError("pretrained weights cannot be downloaded; pass weights=<state dict> or use from_pretrained")
+        if weights is not None:
+            raise ValueError("pass pretrained=True or weights=, not both")
+        fixed = dict(features_only=features_only or None, head=None if head in (None, "classifier", "deeplabv3")
+                     else head, output_stride=output_stride, odd_size=odd_size, dilate_block_conv=dilate_block_conv,
+                     aspp_channels=aspp_channels, aspp_rates=aspp_rates)
+        fixed = [k for k, v in fixed.items() if v is not None]
+        if fixed:
+            raise ValueError(f"pretrained=True loads the published checkpoint as it is, so {', '.join(fixed)} "
+                             f"cannot be set; build with pretrained=False and call load_state_dict")
+        from .hub import from_pretrained
+        if is_hub_id(name):
+            source = name
+        else:
+            seg = head == "deeplabv3" and not name.lower().startswith("deeplabv3")
+            source = default_hub_id("deeplabv3_" + name if seg else name)
+        model = from_pretrained(source)
+        if num_classes is not None and num_classes != model.num_classes:
+            raise ValueError(f"{source} has {model.num_classes} classes, not num_classes={num_classes}; build with "
+                             f"pretrained=False and load the weights you want with load_state_dict(strict=False)")
+        return model
     key = name.lower()
     if key.startswith("deeplabv3_") or key.startswith("deeplabv3-"):
         head = head or "deeplabv3"

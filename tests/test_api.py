@@ -39,11 +39,15 @@ def test_feature_shapes(xxs):
                                         (2, 80, 4, 5)]
 
 
-def test_aliases_and_unknown_name():
-    assert mobilevit.create_model("apple/mobilevit-xx-small").cfg.name == "mobilevit_xxs"
+def test_aliases_and_unknown_name(monkeypatch, tmp_path):
+    with pytest.warns(UserWarning, match="random weights"):
+        assert mobilevit.create_model("apple/mobilevit-xx-small").cfg.name == "mobilevit_xxs"
     with pytest.raises(ValueError, match="unknown model"):
         mobilevit.create_model("mobilevit_m")
-    with pytest.raises(ValueError, match="downloaded"):
+    # pretrained=True goes through the hub (offline here: a clear error, no network)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(mobilevit.CheckpointError, match="offline|huggingface_hub"):
         mobilevit.create_model("mobilevit_s", pretrained=True)
 
 

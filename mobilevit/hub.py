@@ -233,11 +233,29 @@ def _load_folder(path: str, prefer_ema: bool):
 
 
 def from_pretrained(source, model_name: Optional[str] = None, num_classes: Optional[int] = None,
-                    strict: bool = True, prefer_ema: bool = False, scheme: Optional[str] = None):
+                    strict: bool = True, prefer_ema: bool = False, scheme: Optional[str] = None, *,
+                    revision: Optional[str] = None, sha256: Optional[str] = None,
+                    cache_dir: Optional[str] = None, token=None, progress: Optional[bool] = None,
+                    local_files_only: Optional[bool] = None):
     """Build a :class:`MobileViT` from a checkpoint file, a model folder or a
     mapping; see the module docstring.  ``model_name`` overrides the variant
     inferred from the tensors.  Class names come from ``config.json``
-    (``id2label``) or from a folder written by :meth:`MobileViT.save`."""
+    (``id2label``, as transformers' pipeline prints them, ``LABEL_n``
+    included) or from a folder written by :meth:`MobileViT.save`.
+
+    ``source`` may also be a Hugging Face Hub id (``"apple/mobilevit-small"``,
+    ``"hf-hub:timm/mobilevit_s.cvnets_in1k"``; with ``revision=``, ``token=``;
+    needs ``pip install "mobilevit[hub]"``) or an http(s) URL (``sha256=``),
+    fetched once into a cache; ``local_files_only=True`` / ``HF_HUB_OFFLINE=1``
+    uses the cache only.  An existing local path is never looked up remotely;
+    see :mod:`mobilevit.remote` for the rule and the cache layout."""
+    requested = source
+    if isinstance(source, (str, os.PathLike)):
+        from .remote import resolve
+        source = resolve(source, revision=revision, sha256=sha256, cache_dir=cache_dir, token=token,
+                         progress=progress, local_files_only=local_files_only)
+    elif any(v is not None for v in (revision, sha256, cache_dir, token, local_files_only)):
+        raise ValueError("revision=, sha256=, cache_dir=, token= and local_files_only= apply to a hub id or URL")
 
     cfg_json: dict = {}
     pre_json = None
@@ -284,11 +302,16 @@ def from_pretrained(source, model_name: Optional[str] = None, num_classes: Optio
     from .model import create_model
     model = create_model(name, num_classes=n_cls, **kwargs)
     model.load_state_dict(timm_sd, strict=strict, scheme="timm")
-    labels = _labels_from(cfg_json, n_cls)
-    if labels is not None:
-        model.class_names = labels
+    if n_cls and num_classes is None and any(cfg_json.get(k) is not None for k in ("id2label", "label_names")):
+        from .labels import class_names
+        model.class_names, _ = class_names(cfg_json, n_cls)  # the checkpoint's own names, LABEL_n included
+    else:
+        labels = _labels_from(cfg_json, n_cls)  # older folders with "class_names"
+        if labels is not None:
+            model.class_names = labels
     model.pretrained_cfg = {
         "source": origin, "scheme": detected, "architecture": name,
+        "requested": os.fspath(requested) if isinstance(requested, (str, os.PathLike)) else "mapping",
         "image_size": cfg_json.get("image_size") or (cfg_json.get("pretrained_cfg") or {}).get("input_size"),
         "preprocessor_config": pre_json,
         "pretrained_cfg": cfg_json.get("pretrained_cfg"),

@@ -28,7 +28,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from . import CheckpointError, UnsafeCheckpointError
+from .errors import CheckpointError, UnsafeCheckpointError
+from .limits import Limits
 
 __all__ = [
     "Global", "Call", "StorageRef", "TensorRef", "UnsupportedTensor", "Limits", "PickleVM",
@@ -393,28 +394,6 @@ def _danger(g: Global) -> bool:
                             or g.module.startswith("torch.package") or g.module.startswith("torch.hub")):
         return True
     return (g.module, g.name) in _DANGEROUS_NAMES
-
-
-# ----------------------------------------------------------------------------------------------------
-# Limits
-# ----------------------------------------------------------------------------------------------------
-
-class Limits:
-    """Caps that bound the interpreter's memory and time by constants, not by file claims."""
-
-    max_pickle_bytes = 256 << 20      # size of one pickle stream (data.pkl)
-    max_ops = 20_000_000              # opcodes executed per pickle
-    max_stack = 1_000_000             # items on the stack, including those saved under MARKs
-    max_marks = 1_000                 # MARK nesting
-    max_memo = 1_000_000              # memo entries
-    max_str_bytes = 16 << 20          # one str / bytes object
-    max_int_bytes = 64                # LONG1 / LONG4 payload (int width 512 bits)
-    max_key_depth = 8                 # nesting of a tuple used as a dict key / set item
-    max_key_items = 64                # items of one tuple/frozenset key counted with repetition
-    max_composite_keys = 1024         # tuple/frozenset keys + set items per pickle (hash-flood cap)
-    max_tree_depth = 200              # nesting walked by materialize_tree / extract_state_dict
-    max_copy_slack_bytes = 256 << 20  # copies allowed beyond 4 x the file's storage bytes
-    max_storage_numel = _INT64_MAX    # elements of one storage (its record must exist anyway)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -31,7 +31,8 @@ from typing import Mapping, Optional
 
 import numpy as np
 
-from . import CheckpointError, _open_source, _Source
+from .errors import CheckpointError
+from .source import _open_source, _Source
 from .pickle_vm import brief
 
 __all__ = ["read_safetensors", "read_safetensors_metadata", "save_safetensors", "parse_header",

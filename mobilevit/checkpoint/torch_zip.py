@@ -29,7 +29,8 @@ from typing import Optional
 
 import numpy as np
 
-from . import CheckpointError, _open_source, _Source
+from .errors import CheckpointError
+from .source import _open_source, _Source
 from .pickle_vm import (
     Global, Limits, StorageRef, _CopyBudget, materialize_tree, parse_storage_pid, unpickle,
 )

@@ -27,7 +27,7 @@ import numpy as np
 from .checkpoint import (
     CheckpointError, extract_state_dict, load_checkpoint, read_regular_file, save_safetensors,
 )
-from .checkpoint.pickle_vm import brief
+from .checkpoint.inert import brief
 from .config import MODEL_CONFIGS, get_config
 from .keymap import to_timm
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from .errors import CheckpointError
 from .source import _open_source, _Source
-from .pickle_vm import brief
+from .inert import brief
 
 __all__ = ["read_safetensors", "read_safetensors_metadata", "save_safetensors", "parse_header",
            "MAX_HEADER_SIZE"]

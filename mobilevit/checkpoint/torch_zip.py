@@ -31,9 +31,10 @@ import numpy as np
 
 from .errors import CheckpointError
 from .source import _open_source, _Source
-from .pickle_vm import (
-    Global, Limits, StorageRef, _CopyBudget, materialize_tree, parse_storage_pid, unpickle,
-)
+from .inert import Global
+from .limits import Limits
+from .pickle_vm import unpickle
+from .torch_objects import StorageRef, _CopyBudget, materialize_tree, parse_storage_pid
 
 __all__ = ["read_torch_file", "read_torch_tree", "detect_format_of", "ZipDirectory"]
 

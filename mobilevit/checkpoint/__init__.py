@@ -11,6 +11,22 @@ Public API::
     extract_state_dict(obj, *, prefer_ema=False, key=None) -> dict[str, np.ndarray]
     detect_format(path_or_fileobj) -> "zip" | "legacy" | "safetensors"
 
+Layout (each module imports only those above it; none imports this ``__init__``)::
+
+    errors.py          CheckpointError, UnsafeCheckpointError
+    limits.py          Limits: the caps on memory and time
+    source.py          read_regular_file, _Source / _open_source: the bytes of one input
+    inert.py           Inert, Global, Call, brief: what the VM builds instead of importing/calling
+    torch_objects.py   StorageRef, TensorRef, UnsupportedTensor, TorchRules (the rebuild rules and
+                       the allow-list of storage classes and dtypes), parse_storage_pid,
+                       materialize_tree
+    pickle_vm.py       PickleVM, unpickle: the generic restricted VM (opcode dispatch table,
+                       deny-list of dangerous globals); default rules TorchRules
+    torch_zip.py       torch.save containers (zip, legacy) -> object tree
+    safetensors_io.py  safetensors read / write
+    model_files.py     save_model: mobilevit's own safetensors + config.json format
+    __init__.py        the public API above, state-dict extraction (load_checkpoint)
+
 The format is detected from the bytes, never from the file name.  Nothing is ever imported from or
 called by a checkpoint: pickles are *interpreted* (see :mod:`.pickle_vm`).  Every problem with a file
 raises :class:`CheckpointError` (a ``ValueError``); files that try to call dangerous code raise
@@ -35,7 +51,9 @@ import numpy as np
 
 from .errors import CheckpointError, UnsafeCheckpointError
 from .source import _open_source, _Source, read_regular_file  # noqa: F401 (re-exported)
-from .pickle_vm import Call, Global, Limits, TensorRef, UnsupportedTensor, brief
+from .inert import Call, Global, brief
+from .limits import Limits
+from .torch_objects import TensorRef, UnsupportedTensor
 from .safetensors_io import (
     _read_safetensors_with_metadata, read_safetensors, read_safetensors_metadata, save_safetensors,
 )

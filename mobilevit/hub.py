@@ -20,14 +20,15 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Dict, Mapping, Optional
+from typing import Mapping, Optional
 
 import numpy as np
 
 from .checkpoint import (
-    CheckpointError, extract_state_dict, load_checkpoint, read_regular_file, save_safetensors,
+    CheckpointError, extract_state_dict, load_checkpoint, read_regular_file,
 )
-from .checkpoint.pickle_vm import brief
+from .checkpoint.inert import brief
+from .checkpoint.model_files import save_model as save
 from .config import MODEL_CONFIGS, get_config
 from .keymap import to_timm
 
@@ -322,36 +323,6 @@ def from_pretrained(source, model_name: Optional[str] = None, num_classes: Optio
 
 def _looks_nested(sd: Mapping) -> bool:
     return any(isinstance(v, Mapping) for v in sd.values())
-
-
-def save(model, path: str, metadata: Optional[Dict[str, str]] = None) -> str:
-    """Write ``model``'s weights (timm names, BatchNorm unfolded) as
-    safetensors.  A path ending in ``.safetensors`` is a file; otherwise a
-    folder with ``model.safetensors`` + ``config.json`` (architecture, class
-    names, preprocessing) is written."""
-    c = model.cfg
-    cfg = {"architecture": c.name, "num_classes": c.num_classes}
-    if c.head == "deeplabv3":
-        cfg.update(output_stride=c.output_stride, atrous_rates=list(c.aspp_rates))
-    if c.version == 2:
-        cfg["odd_size"] = c.odd_size
-    if model.class_names:
-        cfg["label_names"] = list(model.class_names)
-    pc = getattr(model, "pretrained_cfg", {}) or {}
-    if pc.get("preprocess"):
-        cfg["preprocess"] = pc["preprocess"]
-    meta = {"format": "pt", "mobilevit_config": json.dumps(cfg)}
-    meta.update(metadata or {})
-    tensors = {k: np.ascontiguousarray(v) for k, v in model.state_dict().items()}
-    path = os.fspath(path)
-    if path.endswith(".safetensors"):
-        save_safetensors(path, tensors, meta)
-        return path
-    os.makedirs(path, exist_ok=True)
-    save_safetensors(os.path.join(path, "model.safetensors"), tensors, meta)
-    with open(os.path.join(path, "config.json"), "w", encoding="utf-8") as f:
-        json.dump(cfg, f, indent=2)
-    return path
 
 
 __all__ = ["from_pretrained", "save", "infer_variant"]

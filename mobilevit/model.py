@@ -586,8 +586,8 @@ class MobileViT:
     def save(self, path: str) -> str:
         """Write the weights as safetensors (timm names) with the
         architecture and class names; reload with :func:`mobilevit.from_pretrained`."""
-        from .hub import save
-        return save(self, path)
+        from .checkpoint.model_files import save_model
+        return save_model(self, path)
 
     def state_dict(self) -> Dict[str, np.ndarray]:
         """Copies of all parameters and BN buffers, under timm's names."""

@@ -11,6 +11,22 @@ Public API::
     extract_state_dict(obj, *, prefer_ema=False, key=None) -> dict[str, np.ndarray]
     detect_format(path_or_fileobj) -> "zip" | "legacy" | "safetensors"
 
+Layout (each module imports only those above it; none imports this ``__init__``)::
+
+    errors.py          CheckpointError, UnsafeCheckpointError
+    limits.py          Limits: the caps on memory and time
+    source.py          read_regular_file, _Source / _open_source: the bytes of one input
+    inert.py           Inert, Global, Call, brief: what the VM builds instead of importing/calling
+    torch_objects.py   StorageRef, TensorRef, UnsupportedTensor, TorchRules (the rebuild rules and
+                       the allow-list of storage classes and dtypes), parse_storage_pid,
+                       materialize_tree
+    pickle_vm.py       PickleVM, unpickle: the generic restricted VM (opcode dispatch table,
+                       deny-list of dangerous globals); default rules TorchRules
+    torch_zip.py       torch.save containers (zip, legacy) -> object tree
+    safetensors_io.py  safetensors read / write
+    model_files.py     save_model: mobilevit's own safetensors + config.json format
+    __init__.py        the public API above, state-dict extraction (load_checkpoint)
+
 The format is detected from the bytes, never from the file name.  Nothing is ever imported from or
 called by a checkpoint: pickles are *interpreted* (see :mod:`.pickle_vm`).  Every problem with a file
 raises :class:`CheckpointError` (a ``ValueError``); files that try to call dangerous code raise
@@ -26,8 +42,6 @@ float32 (NumPy has no bfloat16); float16 stays float16.
 
 from __future__ import annotations
 
-import os
-import stat
 import warnings
 from dataclasses import dataclass, field
 from typing import Optional
@@ -35,128 +49,15 @@ from typing import Optional
 import numpy as np
 
 
-class CheckpointError(ValueError):
-    """A checkpoint file is malformed, truncated, unsupported or exceeds a safety cap."""
-
-
-class UnsafeCheckpointError(CheckpointError):
-    """A checkpoint tries to invoke code (e.g. ``os.system`` via REDUCE).  Nothing was executed."""
-
-
-def _file_kind(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
-def read_regular_file(path, *, what: str = "file", max_bytes: Optional[int] = None,
-                      error: type = None) -> bytearray:
-    """Read a whole *regular* file into a private ``bytearray``; never blocks on special files.
-
-    ``os.stat`` first (symlinks are followed): a FIFO, device, socket or directory raises ``error``
-    (default :class:`CheckpointError`) naming the path and its kind, without opening it -- opening a
-    FIFO for reading blocks until a writer appears.  The file is then opened with ``O_NONBLOCK`` and
-    ``fstat`` re-checked on the descriptor (the path may have been swapped in between).  Exactly the
-    ``st_size`` bytes seen by ``fstat`` are read (``max_bytes`` caps it); a file that shrinks while it is
-    read is an error.  A missing file raises ``FileNotFoundError``.
-    """
-    error = error or CheckpointError
-    path = os.fspath(path)
-    st = os.stat(path)  # FileNotFoundError propagates as such
-    if not stat.S_ISREG(st.st_mode):
-        raise error(f"{path}: {what} is {_file_kind(st.st_mode)}, not a regular file; refused "
-                    f"without opening it")
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) \
-        | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOCTTY", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError as e:
-        if isinstance(e, FileNotFoundError):
-            raise
-        raise error(f"{path}: cannot open {what} ({e.strerror or e})") from e
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise error(f"{path}: {what} is {_file_kind(st.st_mode)}, not a regular file (it changed "
-                        f"after the check); refused")
-        size = st.st_size
-        if max_bytes is not None and size > max_bytes:
-            raise error(f"{path}: {what} of {size} bytes exceeds the cap of {max_bytes} bytes")
-        buf = bytearray(size)
-        view = memoryview(buf)
-        got = 0
-        while got < size:
-            n = os.readv(fd, [view[got:]]) if hasattr(os, "readv") else _read_into(fd, view[got:])
-            if n == 0:
-                raise error(f"{path}: {what} shrank while being read ({got} of {size} bytes)")
-            got += n
-        view.release()
-        return buf
-    except OSError as e:
-        raise error(f"{path}: cannot read {what} ({e.strerror or e})") from e
-    finally:
-        os.close(fd)
-
-
-def _read_into(fd: int, view) -> int:
-    chunk = os.read(fd, len(view))
-    view[:len(chunk)] = chunk
-    return len(chunk)
-
-
-class _Source:
-    """The bytes of one input: a private in-memory copy of a file, or a caller's buffer."""
-
-    __slots__ = ("buf", "size", "name")
-
-    def __init__(self, buf, name: str):
-        self.buf = buf
-        self.size = len(buf)
-        self.name = name
-
-
-def _open_source(src) -> _Source:
-    if isinstance(src, _Source):
-        return src
-    if isinstance(src, (bytes, bytearray, memoryview)):
-        mv = memoryview(src)
-        if mv.ndim != 1 or mv.itemsize != 1:
-            mv = mv.cast("B")
-        return _Source(mv, "<bytes>")
-    if isinstance(src, (str, os.PathLike)):
-        path = os.fspath(src)
-        try:
-            buf = read_regular_file(path, what="checkpoint")
-        except FileNotFoundError as e:
-            raise CheckpointError(f"{path}: cannot open (no such file)") from e
-        except OSError as e:  # os.stat failures: permissions, name too long, loops
-            raise CheckpointError(f"{path}: cannot open ({e.strerror or e})") from e
-        if not buf:
-            raise CheckpointError(f"{path}: empty file")
-        return _Source(buf, path)
-    if hasattr(src, "read"):
-        name = getattr(src, "name", "<file object>")
-        try:
-            data = src.read()
-        except OSError as e:
-            raise CheckpointError(f"{name}: cannot read ({e})") from e
-        if not isinstance(data, (bytes, bytearray)):
-            raise TypeError(f"file object {name!r} must be opened in binary mode")
-        if not data:
-            raise CheckpointError(f"{name}: empty file")
-        return _Source(bytearray(data) if isinstance(data, bytes) else data, str(name))
-    raise TypeError(f"expected a path, a binary file object or bytes, got {type(src).__name__}")
-
-
-# Submodules import the exceptions and _open_source from here, so they come after the definitions.
-from .pickle_vm import Call, Global, Limits, TensorRef, UnsupportedTensor, brief  # noqa: E402
-from .safetensors_io import (  # noqa: E402
+from .errors import CheckpointError, UnsafeCheckpointError
+from .source import _open_source, _Source, read_regular_file  # noqa: F401 (re-exported)
+from .inert import Call, Global, brief
+from .limits import Limits
+from .torch_objects import TensorRef, UnsupportedTensor
+from .safetensors_io import (
     _read_safetensors_with_metadata, read_safetensors, read_safetensors_metadata, save_safetensors,
 )
-from .torch_zip import detect_format_of, read_torch_file, read_torch_tree  # noqa: E402
+from .torch_zip import detect_format_of, read_torch_file, read_torch_tree
 
 __all__ = [
     "load_checkpoint", "read_torch_file", "read_safetensors", "read_safetensors_metadata",

@@ -31,8 +31,9 @@ from typing import Mapping, Optional
 
 import numpy as np
 
-from . import CheckpointError, _open_source, _Source
-from .pickle_vm import brief
+from .errors import CheckpointError
+from .source import _open_source, _Source
+from .inert import brief
 
 __all__ = ["read_safetensors", "read_safetensors_metadata", "save_safetensors", "parse_header",
            "MAX_HEADER_SIZE"]

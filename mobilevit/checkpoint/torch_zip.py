@@ -29,10 +29,12 @@ from typing import Optional
 
 import numpy as np
 
-from . import CheckpointError, _open_source, _Source
-from .pickle_vm import (
-    Global, Limits, StorageRef, _CopyBudget, materialize_tree, parse_storage_pid, unpickle,
-)
+from .errors import CheckpointError
+from .source import _open_source, _Source
+from .inert import Global
+from .limits import Limits
+from .pickle_vm import unpickle
+from .torch_objects import StorageRef, _CopyBudget, materialize_tree, parse_storage_pid
 
 __all__ = ["read_torch_file", "read_torch_tree", "detect_format_of", "ZipDirectory"]
 

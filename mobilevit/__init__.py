@@ -50,7 +50,7 @@ from .hub import from_pretrained
 from .predictor import Predictor, predict
 from .checkpoint import CheckpointError, UnsafeCheckpointError, load_checkpoint
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 _ISA_NAMES = ("ref", "avx2", "avx512")
 

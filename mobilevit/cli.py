@@ -589,7 +589,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``mobilevit`` argument parser (subcommands predict, segment, info)."""
-    from . import __version__
+    from ._version import __version__
     ap = _Parser(prog="mobilevit", description="MobileViT on the CPU: classify or segment images.")
     ap.add_argument("--version", action="version", version=f"mobilevit {__version__}")
     sub = ap.add_subparsers(dest="command", metavar="{predict,segment,info}",

@@ -326,3 +326,7 @@ def _looks_nested(sd: Mapping) -> bool:
 
 
 __all__ = ["from_pretrained", "save", "infer_variant"]
+
+
+from . import model as _model  # noqa: E402  (one-way: hub -> model)
+_model._register_pretrained_loader(from_pretrained)

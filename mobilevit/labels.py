@@ -9,7 +9,18 @@ output can say the names were assumed; otherwise ``class_<i>``.
 from __future__ import annotations
 
 import re
+import os
 from typing import List, Mapping, Optional, Tuple
+
+_IMAGENET_FILE = os.path.join(os.path.dirname(__file__), "data", "imagenet1k_labels.txt")
+
+
+def imagenet_labels() -> List[str]:
+    """The 1000 ImageNet-1k class names in the usual index order (sorted
+    WordNet ids), as HF's id2label and timm's ImageNetInfo give them."""
+    with open(_IMAGENET_FILE, "r", encoding="utf-8") as f:
+        rows = [line.rstrip("\n").split("\t", 1) for line in f if line.strip()]
+    return [r[1] if len(r) > 1 else r[0] for r in rows]
 
 __all__ = ["class_names"]
 
@@ -88,6 +99,5 @@ def class_names(config: Optional[Mapping], num_classes: int) -> Tuple[List[str],
     if config.get("label_names") is not None:
         return _from_label_names(config["label_names"], config.get("label_descriptions"), num_classes), False
     if num_classes == 1000:
-        from .predictor import imagenet_labels
         return imagenet_labels(), True
     return [f"class_{i}" for i in range(num_classes)], False

@@ -801,6 +801,15 @@ class MobileViT:
         return self.summary()._repr_html_()
 
 
+# mobilevit.hub.from_pretrained, registered by mobilevit.hub when it is imported (the package
+# __init__ always imports it): hub depends on model, never the other way round.
+_PRETRAINED_LOADER: list = [None]
+
+
+def _register_pretrained_loader(fn) -> None:
+    _PRETRAINED_LOADER[0] = fn
+
+
 def create_model(name: str, num_classes: Optional[int] = None, pretrained: bool = False, weights=None,
                  seed: Optional[int] = 0, features_only: bool = False, out_indices: Sequence[int] = (0, 1, 2, 3, 4),
                  head: Optional[str] = None, output_stride: Optional[int] = None, odd_size: Optional[str] = None,
@@ -837,7 +846,7 @@ def create_model(name: str, num_classes: Optional[int] = None, pretrained: bool 
         if fixed:
             raise ValueError(f"pretrained=True loads the published checkpoint as it is, so {', '.join(fixed)} "
                              f"cannot be set; build with pretrained=False and call load_state_dict")
-        from .hub import from_pretrained
+        from_pretrained = _PRETRAINED_LOADER[0]
         if is_hub_id(name):
             source = name
         else:

@@ -21,15 +21,7 @@ from .imageio import load_image
 from .preprocess import Preprocess
 from .sampler import batch_size_for, multi_scale_sizes, nearest_scale
 
-_IMAGENET_FILE = os.path.join(os.path.dirname(__file__), "data", "imagenet1k_labels.txt")
-
-
-def imagenet_labels() -> List[str]:
-    """The 1000 ImageNet-1k class names in the usual index order (sorted
-    WordNet ids), as HF's id2label and timm's ImageNetInfo give them."""
-    with open(_IMAGENET_FILE, "r", encoding="utf-8") as f:
-        rows = [line.rstrip("\n").split("\t", 1) for line in f if line.strip()]
-    return [r[1] if len(r) > 1 else r[0] for r in rows]
+from .labels import imagenet_labels  # noqa: F401  (re-exported)
 
 
 def class_names_for(model) -> List[str]:

@@ -337,7 +337,7 @@ def _from_hub_cache(hf, repo_id: str, revision: str, cache: Optional[str], reaso
 
 def _version() -> str:
     try:
-        from . import __version__
+        from ._version import __version__
         return __version__
     except ImportError:  # pragma: no cover - during package import
         return "0"

@@ -1,5 +1,6 @@
 """User-facing API: construction, loading, bad input, threads and ISA
 switches (issue 2, items 4 and 6)."""
+import os
 import re
 
 import numpy as np
@@ -44,11 +45,18 @@ def test_aliases_and_unknown_name(monkeypatch, tmp_path):
         assert mobilevit.create_model("apple/mobilevit-xx-small").cfg.name == "mobilevit_xxs"
     with pytest.raises(ValueError, match="unknown model"):
         mobilevit.create_model("mobilevit_m")
-    # pretrained=True goes through the hub (offline here: a clear error, no network)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path))
-    with pytest.raises(mobilevit.CheckpointError, match="offline|huggingface_hub"):
-        mobilevit.create_model("mobilevit_s", pretrained=True)
+    # pretrained=True goes through the hub (offline, empty cache: a clear error, no network).  In a
+    # child process: huggingface_hub reads HF_HUB_OFFLINE once, at import.
+    import subprocess
+    import sys
+    code = ("import mobilevit\n"
+            "try:\n    mobilevit.create_model('mobilevit_s', pretrained=True)\n"
+            "except mobilevit.CheckpointError as e:\n    print('refused:', e)\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(mobilevit.__file__)))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path), "PYTHONPATH": root})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.startswith("refused:") and ("offline" in r.stdout or "huggingface_hub" in r.stdout), r.stdout
 
 
 def test_num_classes_and_headless():

@@ -226,7 +226,7 @@ def _read_safetensors_with_metadata(path_or_fileobj):
 def read_safetensors(path_or_fileobj) -> dict[str, np.ndarray]:
     """Read every tensor of a safetensors file (validated first; nothing partial is returned).
 
-    Keys come in header order.  Arrays alias the file mapping when aligned; bfloat16 becomes float32.
+    Keys come in header order.  Arrays are views of the private in-memory copy of the file when aligned; bfloat16 becomes float32.
     """
     return _read_safetensors_with_metadata(path_or_fileobj)[0]
 

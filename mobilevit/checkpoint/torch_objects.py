@@ -138,7 +138,7 @@ class TensorRef(Inert):
     """A dense strided view of a :class:`StorageRef`, validated against the storage's bounds.
 
     Sizes, strides and offset are in elements.  :meth:`materialize` returns a NumPy array: a zero-copy
-    view of the file mapping when the view is contiguous, aligned and native-endian; otherwise a copy.
+    view of the private in-memory copy of the file when the view is contiguous, aligned and native-endian; otherwise a copy.
     bfloat16 is widened to float32.
     """
 
@@ -206,7 +206,7 @@ class TensorRef(Inert):
 class _CopyBudget:
     """Bounds the bytes that materialization may *copy* (strided gathers, bf16 widening, byte swaps).
 
-    Contiguous views cost nothing (they alias the file mapping).  The container reader sets the limit
+    Contiguous views cost nothing (they alias the in-memory copy of the file).  The container reader sets the limit
     from the file's real storage bytes, so memory stays proportional to the file, not to the number of
     tensor entries that alias one storage or to stride-0 expansion.
     """

@@ -3,7 +3,7 @@
 Zip: a hardened reader of the central directory and local headers (ZIP64 included), written for this
 format rather than general archives.  It never decompresses and never extracts: the records we need
 (``data.pkl``, ``byteorder``, ``version``, ``data/<key>``) must be *stored*, and tensors are NumPy views
-of the file mapping at each record's payload offset.  Checks (each raises :class:`CheckpointError`
+of the file's private in-memory copy at each record's payload offset.  Checks (each raises :class:`CheckpointError`
 naming the record / offset / rule):
 
 * end-of-central-directory found with an exact comment length; ZIP64 locator and record in bounds;

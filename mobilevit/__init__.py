@@ -63,6 +63,7 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
+    """Threads a call uses when it names none (1 in a forked child)."""
     return _C.get_num_threads()
 
 
@@ -79,10 +80,12 @@ def set_isa(isa: str = "auto") -> None:
 
 
 def get_isa() -> str:
+    """The kernel path calls use now: "ref", "avx2" or "avx512"."""
     return _C.get_isa()
 
 
 def available_isas() -> list:
+    """The kernel paths this CPU can run ("ref" always), for set_isa."""
     return _C.available_isas()
 
 

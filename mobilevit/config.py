@@ -56,6 +56,7 @@ class MobileViTConfig:
     extra: dict = field(default_factory=dict, compare=False)
 
     def to_dict(self):
+        """The configuration as plain JSON-ready values (what ``model.save`` writes)."""
         return asdict(self)
 
 
@@ -124,6 +125,7 @@ ALIASES["deeplabv3_mobilevit_xxs"] = "mobilevit_xxs"
 
 
 def get_config(name: str) -> MobileViTConfig:
+    """The architecture of a model name (or alias), as create_model builds it."""
     key = name.lower()
     key = ALIASES.get(key, key)
     for suffix in (".cvnets_in1k", ".in1k", ".cvnets_in22k_ft_in1k", ".cvnets_in22k_ft_in1k_384"):

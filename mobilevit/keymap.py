@@ -28,6 +28,7 @@ def to_numpy(v) -> np.ndarray:
 
 
 def strip_prefixes(sd: Mapping[str, object]) -> Dict[str, object]:
+    """The state dict without wrapper prefixes (``module.``, ``model.``, ``encoder.``, ...)."""
     out = {}
     for k, v in sd.items():
         # An offset, sliced once: re-slicing per prefix would be quadratic in the key's length
@@ -44,6 +45,7 @@ def strip_prefixes(sd: Mapping[str, object]) -> Dict[str, object]:
 
 
 def detect_scheme(keys) -> str:
+    """Which library named these keys: "hf", "timm" or "cvnets"."""
     keys = list(keys)
     if any(k.startswith("mobilevit.") or k.startswith("mobilevitv2.") or k.startswith("segmentation_head.")
            for k in keys):

@@ -749,6 +749,7 @@ class MobileViT:
 
     @property
     def num_classes(self) -> int:
+        """Classifier outputs (segmentation classes for DeepLabv3; 0 for a headless model)."""
         return self.cfg.num_classes
 
     def activation_bytes(self, batch: int, height: int, width: int) -> int:

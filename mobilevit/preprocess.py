@@ -115,6 +115,7 @@ def set_memory_limit(max_bytes: Optional[int]) -> None:
 
 
 def get_memory_limit() -> Optional[int]:
+    """The per-image working-set limit of preprocessing in bytes (None: no limit)."""
     return _memory_limit
 
 

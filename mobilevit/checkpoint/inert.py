@@ -33,6 +33,7 @@ class Global(Inert):
 
     @property
     def qualname(self) -> str:
+        """``module.name`` of the global."""
         return f"{self.module}.{self.name}"
 
     def __repr__(self) -> str:
@@ -57,6 +58,7 @@ class Call(Inert):
 
     @property
     def callable_name(self) -> str:
+        """Dotted name of what the call would have called."""
         # Iterative: REDUCE on the result of REDUCE nests Calls as deep as the pickle is long.
         f, depth = self.func, 0
         while isinstance(f, Call):

@@ -161,12 +161,14 @@ class TensorRef(Inert):
 
     @property
     def numel(self) -> int:
+        """Elements the tensor claims (product of its shape)."""
         n = 1
         for s in self.shape:
             n *= s
         return n
 
     def materialize(self, name: str = "<tensor>") -> np.ndarray:
+        """The tensor as a NumPy array (a view of the file's bytes when possible), checked against its storage."""
         try:
             return self._materialize()
         except CheckpointError as e:

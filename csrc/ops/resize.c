@@ -26,6 +26,16 @@ static void src_index(int o, int in, int out, int align_corners, int *i0,
     *lam = src - (float)lo;
 }
 
+/* Channel c of the bilinear sample between pixels x0/x1 of rows row0/row1:
+ * the one expression both the resize and the fused resize + argmax use, so
+ * the argmax sees exactly the floats the resize writes. */
+static inline float bilerp(const float *row0, const float *row1, int x0, int x1, float lx, float ly,
+                           int C, int c) {
+    float top = (1.0f - lx) * row0[(ptrdiff_t)x0 * C + c] + lx * row0[(ptrdiff_t)x1 * C + c];
+    float bot = (1.0f - lx) * row1[(ptrdiff_t)x0 * C + c] + lx * row1[(ptrdiff_t)x1 * C + c];
+    return (1.0f - ly) * top + ly * bot;
+}
+
 void mv_resize_bilinear_nhwc_f32__ref(const float *X, int B, int H, int W,
                                       int C, float *Y, int OH, int OW,
                                       int align_corners, int tid, int nth) {
@@ -41,11 +51,7 @@ void mv_resize_bilinear_nhwc_f32__ref(const float *X, int B, int H, int W,
         for (int ox = 0; ox < OW; ox++) {
             src_index(ox, W, OW, align_corners, &x0, &x1, &lx);
             float *y = Y + (r * OW + ox) * C;
-            for (int c = 0; c < C; c++) {
-                float top = (1.0f - lx) * row0[(ptrdiff_t)x0 * C + c] + lx * row0[(ptrdiff_t)x1 * C + c];
-                float bot = (1.0f - lx) * row1[(ptrdiff_t)x0 * C + c] + lx * row1[(ptrdiff_t)x1 * C + c];
-                y[c] = (1.0f - ly) * top + ly * bot;
-            }
+            for (int c = 0; c < C; c++) y[c] = bilerp(row0, row1, x0, x1, lx, ly, C, c);
         }
     }
 }
@@ -67,10 +73,7 @@ void mv_resize_bilinear_argmax_nhwc_f32__ref(const float *X, int B, int H, int W
             int best = 0;
             float bv = 0.0f;
             for (int c = 0; c < C; c++) {
-                /* the same expression as mv_resize_bilinear_nhwc_f32__ref */
-                float top = (1.0f - lx) * row0[(ptrdiff_t)x0 * C + c] + lx * row0[(ptrdiff_t)x1 * C + c];
-                float bot = (1.0f - lx) * row1[(ptrdiff_t)x0 * C + c] + lx * row1[(ptrdiff_t)x1 * C + c];
-                float v = (1.0f - ly) * top + ly * bot;
+                float v = bilerp(row0, row1, x0, x1, lx, ly, C, c);
                 if (c == 0 || v > bv || (v != v && bv == bv)) { best = c; bv = v; }
             }
             labels[r * OW + ox] = best;

@@ -502,7 +502,8 @@ class MobileViT:
 
     def set_winograd(self, on: bool = True) -> None:
         """Run eligible 3x3 convs (stride 1, >= 16 channels) by Winograd
-        F(2x2, 3x3) (default) or by implicit GEMM; the two agree to a few ulp."""
+        (default: F(4x4, 3x3) on maps of at least 8x8, F(2x2, 3x3) on smaller
+        ones) or by implicit GEMM; the logits agree to ~1e-6."""
         self._set_graph_option("winograd", bool(on))
 
     def _compile(self, params) -> _Network:
@@ -734,6 +735,27 @@ class MobileViT:
                 tag = "inverted residual (fused 1x1 + dw 3x3 + 1x1)"
             fams[tag] = fams.get(tag, 0.0) + float(sec)
         return dict(sorted(fams.items(), key=lambda kv: -kv[1]))
+
+    def profile_workers(self, x, repeats: int = 10, num_threads: Optional[int] = None) -> List[dict]:
+        """Where each worker's time goes in a layer-parallel forward pass:
+        per worker, ``busy_s`` (inside node chunks), ``wait_s`` (waiting for
+        the other workers to finish a node, including the end of the pass)
+        and ``chunks`` (how many chunks it ran), from the fastest of
+        ``repeats`` passes.  With one thread, wait_s is ~0; a large wait_s at
+        two threads means load imbalance, a large busy_s sum compared with
+        one thread means the work itself got slower (caches, memory)."""
+        nth = _threads_arg(num_threads)
+        net = self._ensure_net()
+        a = self._check_input(x, net)
+        out_id = net.logits_id if net.logits_id is not None else net.pool_id
+        best = None
+        for _ in range(max(1, repeats)):
+            prof: list = []
+            workers: list = []
+            net.graph.run(a, (out_id,), nth, prof, True, workers)
+            if best is None or sum(prof) < best[0]:
+                best = (sum(prof), workers)
+        return [{"busy_s": b, "wait_s": w, "chunks": c} for b, w, c in best[1]]
 
     @property
     def feature_info(self) -> List[dict]:

@@ -65,7 +65,7 @@ def _nt(num_threads):
     return threads_arg(num_threads)
 
 
-_ALGOS = {None: 0, "auto": 0, "direct": 1, "winograd": 2}
+_ALGOS = {None: 0, "auto": 0, "direct": 1, "winograd": 2, "winograd4": 3}
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, act=None,
@@ -75,12 +75,14 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, act=
     ``groups`` may be 1 (dense) or equal to the channel count with a 3x3
     kernel (depthwise).  ``x2`` is concatenated to ``x`` along channels
     before the convolution without being materialised.  ``algorithm``:
-    "auto" (as the model graphs run it: Winograd F(2x2, 3x3) for 3x3 /
-    stride 1 / padding 1 convs with >= 16 input and output channels,
-    implicit GEMM otherwise), "direct" or "winograd".
+    "auto" (as the model graphs run it: Winograd for 3x3 / stride 1 /
+    padding 1 convs with >= 16 input and output channels, F(4x4, 3x3) on
+    maps of at least 16x16 and F(2x2, 3x3) on smaller ones; implicit GEMM
+    otherwise), "direct", "winograd" (F(2x2, 3x3)) or "winograd4"
+    (F(4x4, 3x3)).
     """
     if algorithm not in _ALGOS:
-        raise ValueError(f"conv2d: algorithm must be one of auto, direct, winograd, not {algorithm!r}")
+        raise ValueError(f"conv2d: algorithm must be one of auto, direct, winograd, winograd4, not {algorithm!r}")
     w = _f32(weight, "weight", 4)
     if groups != 1:
         xc = np.asarray(x).shape[1]

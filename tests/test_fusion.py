@@ -275,3 +275,33 @@ def test_profile_reports_fused_blocks():
     modes = g.node_modes(1, 96, 128)
     assert len(modes) == len(testing.node_tags(m)) and set(modes) <= {testing.MODE_ALONE, testing.MODE_FUSED_HEAD, testing.MODE_FUSED_INNER,
                                                      testing.MODE_FUSED_TAIL}
+
+
+@pytest.mark.parametrize("nth", [1, 2, 3])
+def test_profile_workers_accounts_for_the_pass(nth):
+    """profile_workers(): one entry per worker; every chunk of every phase is
+    run by exactly one worker (one chunk per phase when alone: the input
+    layout change, each node a fused block does not swallow, the output
+    copy).  Which worker runs how much is up to the OS: on a loaded machine
+    one worker may run them all."""
+    m = mobilevit.create_model("mobilevit_xxs")
+    x = np.random.default_rng(0).random((1, 3, 64, 96), dtype=np.float32)
+    w = m.profile_workers(x, repeats=2, num_threads=nth)
+    assert len(w) == nth
+    assert all(set(d) == {"busy_s", "wait_s", "chunks"} for d in w)
+    assert all(d["chunks"] >= 0 and d["busy_s"] >= 0 and d["wait_s"] >= 0 for d in w)
+    assert sum(d["busy_s"] for d in w) > 0
+    phases = len(testing.node_tags(m)) + 2 - _inner_nodes(m, x)
+    if nth == 1:
+        assert w[0]["chunks"] == phases
+    else:
+        assert phases < sum(d["chunks"] for d in w) <= 4 * nth * phases
+    with pytest.raises(TypeError):
+        testing.graph(m).run(x, (0,), 1, [], True, "not a list")
+    with pytest.raises(ValueError, match="profile"):
+        testing.graph(m).run(x, (0,), 1, None, True, [])
+
+
+def _inner_nodes(m, x):
+    modes = testing.graph(m).node_modes(x.shape[0], *x.shape[2:])
+    return sum(md in (testing.MODE_FUSED_INNER, testing.MODE_FUSED_TAIL) for md in modes)

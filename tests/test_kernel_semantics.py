@@ -286,57 +286,94 @@ def test_conv2d_two_inputs_and_residual(fast, rng, c1, c2):
     check(y, ref, f"conv x2 {c1}+{c2} {fast}", 2e-6, scale=conv_scale(x, w, b, 1, 1, 1, r=r, x2=x2))
 
 
-def wino_scale(x, w, b, x2=None):
-    """Magnitude of the terms a Winograd F(2x2, 3x3) output sums: its 4x4 input
-    tile, whose values reach it through B^T d B (each d in <= 4 entries) and
-    the transformed weights (|G g G^T| <= 2.25 max |g|): 9 * sum over the
-    tile and input channels of |x| * max_taps |w|, plus |b|.  Not the direct
-    conv's |x| (*) |w|: two huge inputs of a tile cancel only after the
-    inverse transform."""
+def wino_scale(x, w, b, x2=None, m=2):
+    """Magnitude of the terms a Winograd F(m x m, 3x3) output sums: its
+    (m+2)^2 input tile, whose values reach it through B^T d B and the
+    transformed weights, times the largest coefficient product on that path
+    (F(2x2): each d in <= 4 entries, |G g G^T| <= 2.25 max |g|: 9; F(4x4):
+    B^T's entries reach 5 and A^T's 8, the products of a d's path through
+    B^T d B, U and A^T M A stay below 25 * 64 / 16 = 100 of |d| max |g|):
+    factor * sum over the tile and input channels of |x| * max_taps |w|, plus
+    |b|.  Not the direct conv's |x| (*) |w|: two huge inputs of a tile cancel
+    only after the inverse transform."""
+    factor = 9 if m == 2 else 100
     xs = finite_abs(x) if x2 is None else np.concatenate([finite_abs(x), finite_abs(x2)], 1)
     B, C, H, W = xs.shape
-    TH, TW = (H + 1) // 2, (W + 1) // 2
-    p = np.zeros((B, C, 2 * TH + 2, 2 * TW + 2))
+    TH, TW = (H + m - 1) // m, (W + m - 1) // m
+    p = np.zeros((B, C, m * TH + 2, m * TW + 2))
     p[:, :, 1:H + 1, 1:W + 1] = xs
-    k = np.repeat(np.repeat(np.abs(w).max((2, 3))[:, :, None, None], 4, 2), 4, 3).astype(np.float64)
-    tile = 9 * F.conv2d(t(p), t(k), stride=2).numpy()                    # [B, Cout, TH, TW]
-    full = np.repeat(np.repeat(tile, 2, 2), 2, 3)[:, :, :H, :W]
+    k = np.repeat(np.repeat(np.abs(w).max((2, 3))[:, :, None, None], m + 2, 2), m + 2, 3).astype(np.float64)
+    tile = factor * F.conv2d(t(p), t(k), stride=m).numpy()              # [B, Cout, TH, TW]
+    full = np.repeat(np.repeat(tile, m, 2), m, 3)[:, :, :H, :W]
     return full + np.abs(b).astype(np.float64)[None, :, None, None]
 
 
 WINO_CASES = [(3, 16, (1, 1)), (16, 17, (5, 7)), (17, 33, (8, 8)), (32, 31, (13, 17)), (9, 9, (6, 3))]
 
 
+WINO_ALGOS = [("winograd", 2), ("winograd4", 4)]
+
+
+@pytest.mark.parametrize("algo,m", WINO_ALGOS)
 @pytest.mark.parametrize("cin,cout,hw", WINO_CASES)
-def test_conv2d_winograd(fast, rng, cin, cout, hw):
+def test_conv2d_winograd(fast, rng, cin, cout, hw, algo, m):
     x = salt(rng, rng.standard_normal((2, cin) + hw), SPECIAL, 6)
     w, b = weights(rng, (cout, cin, 3, 3), 0.4), weights(rng, cout)
-    y, ref = both(lambda isa, nt: ops.conv2d(x, w, b, padding=1, act="silu", algorithm="winograd", isa=isa,
+    y, ref = both(lambda isa, nt: ops.conv2d(x, w, b, padding=1, act="silu", algorithm=algo, isa=isa,
                                              num_threads=nt), fast)
-    check(y, ref, f"winograd {cin}->{cout} {hw} {fast}", 2e-6, scale=wino_scale(x, w, b))
+    check(y, ref, f"{algo} {cin}->{cout} {hw} {fast}", 2e-6, scale=wino_scale(x, w, b, m=m))
 
 
-def test_conv2d_winograd_two_inputs(fast, rng):
+@pytest.mark.parametrize("algo,m", WINO_ALGOS)
+def test_conv2d_winograd_two_inputs(fast, rng, algo, m):
     x, x2 = (salt(rng, rng.standard_normal((1, c, 9, 8)), SPECIAL, 4) for c in (16, 17))
     w, b = weights(rng, (20, 33, 3, 3), 0.4), weights(rng, 20)
-    y, ref = both(lambda isa, nt: ops.conv2d(x, w, b, padding=1, x2=x2, algorithm="winograd", isa=isa,
+    y, ref = both(lambda isa, nt: ops.conv2d(x, w, b, padding=1, x2=x2, algorithm=algo, isa=isa,
                                              num_threads=nt), fast)
-    check(y, ref, f"winograd x2 {fast}", 2e-6, scale=wino_scale(x, w, b, x2=x2))
+    check(y, ref, f"{algo} x2 {fast}", 2e-6, scale=wino_scale(x, w, b, x2=x2, m=m))
+
+
+def tile_reach(bad, m):
+    """Output positions a Winograd F(m x m, 3x3) can make non-finite from the
+    non-finite input positions `bad` [B, C, H, W]: every output of each tile
+    whose (m+2)^2 input tile holds one (the transforms' zero coefficients do
+    not cancel an Inf: inf * 0 and inf - inf are NaN)."""
+    B, C, H, W = bad.shape
+    any_bad = bad.any(1)
+    TH, TW = (H + m - 1) // m, (W + m - 1) // m
+    out = np.zeros((B, H, W), bool)
+    for ty in range(TH):
+        for tx in range(TW):
+            y0, x0 = m * ty - 1, m * tx - 1
+            hit = any_bad[:, max(0, y0):y0 + m + 2, max(0, x0):x0 + m + 2].any((1, 2))
+            out[:, m * ty:m * ty + m, m * tx:m * tx + m] |= hit[:, None, None]
+    return out[:, None]
 
 
 def test_winograd_against_direct_nonfinite_pattern(rng):
-    """Winograd mixes a 4x4 input tile before multiplying, so an Inf that the
+    """Winograd mixes an input tile before multiplying, so an Inf that the
     direct conv turns into +-Inf can come out as NaN (inf - inf inside the
-    transform); NaN and non-finiteness still stay inside each output's 3x3
-    receptive field: the non-finite positions are the direct conv's, and its
-    NaNs stay NaN.  (Not an ISA property: ref and fast paths alike.)"""
+    transform).  F(2x2, 3x3) keeps NaN and non-finiteness inside each
+    output's 3x3 receptive field (its transforms' zeros line up with it): the
+    non-finite positions are the direct conv's, and its NaNs stay NaN.
+    F(4x4, 3x3) spreads them within the 4x4 output tile (up to 3 pixels from
+    the bad input instead of 1): every position the direct conv makes
+    non-finite is non-finite (its NaNs NaN), and nothing outside the tiles
+    that read a bad input is.  (Not an ISA property: ref and fast paths
+    alike.)"""
     x = salt(rng, rng.standard_normal((2, 16, 9, 11)), NONFINITE + DENORMAL, 8)
     w, b = weights(rng, (16, 16, 3, 3), 0.4), weights(rng, 16)
+    reach = tile_reach(~np.isfinite(x), 4)
     for isa in ["ref"] + FAST:
         d = ops.conv2d(x, w, b, padding=1, algorithm="direct", isa=isa)
         wi = ops.conv2d(x, w, b, padding=1, algorithm="winograd", isa=isa)
         np.testing.assert_array_equal(np.isfinite(wi), np.isfinite(d))
         assert not (np.isnan(d) & ~np.isnan(wi)).any()
+        w4 = ops.conv2d(x, w, b, padding=1, algorithm="winograd4", isa=isa)
+        assert not (~np.isfinite(d) & np.isfinite(w4)).any()
+        assert not (np.isnan(d) & ~np.isnan(w4)).any()
+        assert not (~np.isfinite(w4) & ~reach).any()
+        assert (~np.isfinite(w4)).sum() > (~np.isfinite(d)).sum()   # the spread is real (and documented)
 
 
 # ---- depthwise ---------------------------------------------------------------------------------

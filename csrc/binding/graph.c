@@ -265,11 +265,11 @@ static int all_finite(const float *x, size_t n) {
  * checked against the activation cap before the input is converted or any
  * output is allocated. */
 static PyObject *Graph_run(GraphObject *self, PyObject *args) {
-    PyObject *xo, *ids_o, *prof = NULL;
+    PyObject *xo, *ids_o, *prof = NULL, *wprof = NULL;
     long long nth_arg = 0;
     int check_finite = 0;
     char err[256] = "";
-    if (!PyArg_ParseTuple(args, "OO|LOp", &xo, &ids_o, &nth_arg, &prof, &check_finite)) return NULL;
+    if (!PyArg_ParseTuple(args, "OO|LOpO", &xo, &ids_o, &nth_arg, &prof, &check_finite, &wprof)) return NULL;
     GRAPH_READY(self);
     if (nth_arg < 0 || nth_arg > MV_MAX_THREADS) {
         PyErr_Format(PyExc_ValueError, "num_threads must be between 1 and %d (0: the module setting), got %lld",
@@ -278,6 +278,9 @@ static PyObject *Graph_run(GraphObject *self, PyObject *args) {
     }
     if (prof == Py_None) prof = NULL;
     if (prof && !PyList_Check(prof)) { PyErr_SetString(PyExc_TypeError, "profile must be a list"); return NULL; }
+    if (wprof == Py_None) wprof = NULL;
+    if (wprof && !PyList_Check(wprof)) { PyErr_SetString(PyExc_TypeError, "workers must be a list"); return NULL; }
+    if (wprof && !prof) { PyErr_SetString(PyExc_ValueError, "workers needs profile (a list) too"); return NULL; }
     int ids[MV_SESSION_MAX_OUT];
     int nout = int_tuple(ids_o, ids, MV_SESSION_MAX_OUT, "output ids");
     if (nout < 0) return NULL;
@@ -317,6 +320,7 @@ static PyObject *Graph_run(GraphObject *self, PyObject *args) {
     if (st != MV_OK) { set_status_error(st, err); Py_XDECREF(X); return NULL; }
     PyObject *outs = NULL;
     double *times = NULL;
+    mv_worker_stats *wstats = NULL;
     float *dst[MV_SESSION_MAX_OUT];
     if (!X) {   /* float32, C-contiguous, aligned (a copy only when it is not already) */
         X = (PyArrayObject *)PyArray_FromAny(xo, PyArray_DescrFromType(NPY_FLOAT32), 4, 4,
@@ -332,11 +336,13 @@ static PyObject *Graph_run(GraphObject *self, PyObject *args) {
         dst[k] = (float *)PyArray_DATA((PyArrayObject *)a);
     }
     if (prof && B > 0 && !(times = calloc((size_t)g->nnodes, sizeof(double)))) { PyErr_NoMemory(); goto fail; }
+    if (wprof && B > 0 && !(wstats = calloc((size_t)call.nth, sizeof *wstats))) { PyErr_NoMemory(); goto fail; }
+    mv_profile profile = {.node_seconds = times, .worker = wstats};
     int finite = 1;
     if (nth > 1 && B > 0) atomic_store(&g_omp_used, 1);
     Py_BEGIN_ALLOW_THREADS
     if (check_finite) finite = all_finite(F(X), (size_t)PyArray_SIZE(X));
-    st = finite ? mv_session_run(&call, F(X), dst, (mv_isa)atomic_load(&g_isa), times) : MV_OK;
+    st = finite ? mv_session_run(&call, F(X), dst, (mv_isa)atomic_load(&g_isa), times ? &profile : NULL) : MV_OK;
     Py_END_ALLOW_THREADS
     if (!finite) {
         PyErr_SetString(PyExc_ValueError, "input contains NaN or Inf (pass check_finite=False to propagate them)");
@@ -348,12 +354,19 @@ static PyObject *Graph_run(GraphObject *self, PyObject *args) {
         if (!f || PyList_Append(prof, f) < 0) { Py_XDECREF(f); goto fail; }
         Py_DECREF(f);
     }
+    for (int w = 0; wstats && w < call.nth; w++) {
+        PyObject *t = Py_BuildValue("(ddi)", wstats[w].busy, wstats[w].wait, (int)wstats[w].chunks);
+        if (!t || PyList_Append(wprof, t) < 0) { Py_XDECREF(t); goto fail; }
+        Py_DECREF(t);
+    }
     free(times);
+    free(wstats);
     Py_DECREF(X);
     mv_session_end(&call);
     return outs;
 fail:
     free(times);
+    free(wstats);
     Py_XDECREF(X);
     Py_XDECREF(outs);
     mv_session_end(&call);
@@ -458,12 +471,12 @@ static PyObject *Graph_release(GraphObject *self, PyObject *noargs) {
 }
 
 static PyMethodDef Graph_methods[] = {
-    {"run", (PyCFunction)Graph_run, METH_VARARGS, "run(x_nchw, output_ids, num_threads=0, profile=None, check_finite=False) -> list of NCHW arrays; profile: a list that receives each node's seconds"},
+    {"run", (PyCFunction)Graph_run, METH_VARARGS, "run(x_nchw, output_ids, num_threads=0, profile=None, check_finite=False, workers=None) -> list of NCHW arrays; profile: a list that receives each node's seconds; workers: a list that receives (busy_s, wait_s, chunks) per worker"},
     {"plan_bytes", (PyCFunction)Graph_plan_bytes, METH_VARARGS, "plan_bytes(B, H, W, num_threads=0) -> activation bytes a call of that shape allocates"},
     {"node_modes", (PyCFunction)Graph_node_modes, METH_VARARGS, "node_modes(B, H, W) -> per node: MODE_ALONE, MODE_FUSED_HEAD, MODE_FUSED_INNER or MODE_FUSED_TAIL"},
     {"set_max_bytes", (PyCFunction)Graph_set_max_bytes, METH_VARARGS, "cap on activation bytes (0 = none)"},
     {"release", (PyCFunction)Graph_release, METH_NOARGS, "free the cached activation arena"},
-    {"set_winograd", (PyCFunction)Graph_set_winograd, METH_VARARGS, "set_winograd(on): eligible 3x3 convs by Winograd F(2x2,3x3) (default) or implicit GEMM"},
+    {"set_winograd", (PyCFunction)Graph_set_winograd, METH_VARARGS, "set_winograd(on): eligible 3x3 convs by Winograd F(4x4,3x3) / F(2x2,3x3) by map size (default) or implicit GEMM"},
     {"get_fusion", (PyCFunction)Graph_get_fusion, METH_NOARGS, "get_fusion() -> the set_fusion threshold (-1: never)"},
     {"get_winograd", (PyCFunction)Graph_get_winograd, METH_NOARGS, "get_winograd() -> whether eligible 3x3 convs use Winograd"},
     {"get_max_bytes", (PyCFunction)Graph_get_max_bytes, METH_NOARGS, "get_max_bytes() -> the activation cap (0: none)"},

@@ -53,8 +53,9 @@ static void conv_run(void *c, int tid, int nth) {
 
 /* conv2d(x[B,H,W,C1], w[Co,Ci,kh,kw], bias, stride, pad, dil, act, x2|None,
  *        residual|None, isa, nth, algo=0) -> [B,OH,OW,Co]
- * algo: 0 as a graph would (Winograd where eligible), 1 implicit GEMM,
- * 2 Winograd (3x3, stride 1, pad 1, dilation 1, no residual only). */
+ * algo: 0 as a graph would (Winograd where eligible, its tile by the map
+ * size), 1 implicit GEMM, 2 Winograd F(2x2, 3x3), 3 Winograd F(4x4, 3x3)
+ * (2 and 3: 3x3, stride 1, pad 1, dilation 1, no residual only). */
 static PyObject *py_conv2d(PyObject *self, PyObject *args) {
     PyObject *xo, *wo, *bo, *x2o, *ro;
     int stride, pad, dil, act, isa, nth, algo = 0, e1 = 0, e2 = 0, e3 = 0;
@@ -62,7 +63,7 @@ static PyObject *py_conv2d(PyObject *self, PyObject *args) {
                           &algo))
         return NULL;
     if (check_isa(isa) < 0) return NULL;
-    if (algo < 0 || algo > 2) { PyErr_SetString(PyExc_ValueError, "conv2d: algorithm must be 0 (auto), 1 (direct) or 2 (winograd)"); return NULL; }
+    if (algo < 0 || algo > 3) { PyErr_SetString(PyExc_ValueError, "conv2d: algorithm must be 0 (auto), 1 (direct), 2 (winograd) or 3 (winograd4)"); return NULL; }
     PyArrayObject *X = as_f32(xo, 4, "x"), *W = X ? as_f32(wo, 4, "weight") : NULL;
     PyArrayObject *Bi = NULL, *X2 = NULL, *R = NULL, *Y = NULL;
     float *Wp = NULL, *zero = NULL, *tmp = NULL, *scratch = NULL;
@@ -86,16 +87,17 @@ static PyObject *py_conv2d(PyObject *self, PyObject *args) {
     if (OH < 1 || OW < 1) { PyErr_SetString(PyExc_ValueError, "conv2d: input smaller than the kernel"); goto done; }
     if (R && (DIM(R, 0) != B || DIM(R, 1) != OH || DIM(R, 2) != OW || DIM(R, 3) != Co)) { PyErr_SetString(PyExc_ValueError, "conv2d: residual must match the output"); goto done; }
     int wino_ok = mv_conv3x3_wino_shape_ok(kh, kw, stride, pad, dil, R != NULL);
-    if (algo == 2 && !wino_ok) {
+    if (algo >= 2 && !wino_ok) {
         PyErr_SetString(PyExc_ValueError, "conv2d: Winograd needs a 3x3 kernel, stride 1, padding 1, dilation 1 and no residual");
         goto done;
     }
-    int wino = algo == 2 || (algo == 0 && wino_ok && mv_conv3x3_wino_pays(C1 + C2, Co));
+    int wino = algo >= 2 || (algo == 0 && wino_ok && mv_conv3x3_wino_pays(C1 + C2, Co));
+    int wtile = algo == 3 ? 4 : algo == 2 ? 2 : mv_conv3x3_wino_tile(H, Wd);
     npy_intp dims[4] = {B, OH, OW, Co};
     if (!(Y = new_f32(4, dims))) goto done;
     int n = parse_threads(nth);
-    size_t per = wino ? mv_conv3x3_wino_scratch_floats(H, Wd, C1 + C2, Co, 1) : 0;
-    size_t wfloats = wino ? mv_conv3x3_wino_packed_floats(C1 + C2, Co) : mv_conv2d_packed_floats(kh, kw, C1 + C2, Co);
+    size_t per = wino ? mv_conv3x3_wino_scratch_floats(wtile, H, Wd, C1 + C2, Co, 1) : 0;
+    size_t wfloats = wino ? mv_conv3x3_wino_packed_floats(wtile, C1 + C2, Co) : mv_conv2d_packed_floats(kh, kw, C1 + C2, Co);
     Wp = mv_aligned_alloc(wfloats * sizeof(float));
     zero = mv_aligned_alloc((size_t)(C1 + C2 + 16) * sizeof(float));
     if (wino) {
@@ -108,12 +110,12 @@ static PyObject *py_conv2d(PyObject *self, PyObject *args) {
                         .C2 = C2, .X2 = X2 ? F(X2) : NULL, .ldx2 = C2, .OH = OH, .OW = OW, .Cout = Co,
                         .kh = kh, .kw = kw, .stride = stride, .pad = pad, .dil = dil, .Wp = Wp,
                         .bias = Bi ? F(Bi) : NULL, .R = R ? F(R) : NULL, .ldr = Co, .Y = F(Y), .ldy = Co,
-                        .act = act, .zero = zero, .scratch = scratch};
+                        .act = act, .zero = zero, .scratch = scratch, .wtile = wtile};
     const mv_kernel_table *kt = mv_kernels(parse_isa(isa));
     conv_task t = {&a, wino ? kt->conv3x3_wino : kt->conv2d, per};
     if (PyArray_SIZE(Y) > 0) {
         Py_BEGIN_ALLOW_THREADS
-        if (wino) mv_pack_conv3x3_wino_weights(F(W), Co, C1 + C2, tmp, Wp);
+        if (wino) mv_pack_conv3x3_wino_weights(wtile, F(W), Co, C1 + C2, tmp, Wp);
         else mv_pack_conv2d_weights(F(W), Co, C1 + C2, kh, kw, Wp);
         run_parallel(conv_run, &t, n);
         Py_END_ALLOW_THREADS

@@ -53,7 +53,8 @@ static void run_node(const mv_graph *g, const mv_plan *p, int i,
                                 .Wp = n->w, .bias = n->bias, .R = r ? A + r->offset : NULL, .ldr = n->cout,
                                 .Y = Y, .ldy = n->cout, .act = c->act, .zero = g->zero, .scratch = scratch};
             if (n->w2 && p->opts.winograd) {
-                a.Wp = n->w2;
+                a.wtile = mv_conv3x3_wino_tile(x->H, x->W);
+                a.Wp = a.wtile == 4 ? n->w4 : n->w2;
                 kt->conv3x3_wino(&a, tid, nth);
             } else {
                 kt->conv2d(&a, tid, nth);
@@ -174,8 +175,8 @@ typedef struct {
     const mv_kernel_table *kt;
     mv_phase *ph;
     int nph;
-    double *times;         /* per node, or NULL */
-    double t_start;
+    double *times;         /* per node completion stamps, or NULL */
+    struct worker_acc { double busy, wait, chunks, end; } *workers;   /* per worker, or NULL */
 } mv_run;
 
 static inline void mv_cpu_relax(void) {
@@ -203,6 +204,8 @@ static void run_phase(mv_run *r, int k, int chunk, int worker) {
 }
 
 static void run_worker(mv_run *r, int worker) {
+    struct worker_acc *ws = r->workers ? &r->workers[worker] : NULL;
+    double t = ws ? mv_now() : 0.0;
     for (int k = 0; k < r->nph; k++) {
         if (k > 0) {
             mv_phase *prev = &r->ph[k - 1];
@@ -211,6 +214,7 @@ static void run_worker(mv_run *r, int worker) {
                 else sched_yield();
             }
         }
+        if (ws) { double now = mv_now(); ws->wait += now - t; t = now; }
         mv_phase *ph = &r->ph[k];
         int c;
         while ((c = atomic_fetch_add_explicit(&ph->next, 1, memory_order_relaxed)) < ph->nchunk) {
@@ -218,19 +222,25 @@ static void run_worker(mv_run *r, int worker) {
             if (atomic_fetch_add_explicit(&ph->done, 1, memory_order_acq_rel) + 1 == ph->nchunk &&
                 r->times && ph->kind == PH_NODE)
                 r->times[ph->node] = mv_now();
+            if (ws) { double now = mv_now(); ws->busy += now - t; ws->chunks += 1; t = now; }
         }
     }
+    if (ws) ws->end = t;
 }
 
 mv_status mv_plan_run_timed(mv_plan *p, const mv_graph *g, const float *x,
-                            const mv_outputs *out, int nth, mv_isa isa,
-                            double *times) {
+                            const mv_outputs *out, int nth_asked, mv_isa isa,
+                            const mv_profile *prof) {
+    int nth = nth_asked;
     if (nth > p->nth) nth = p->nth;
     if (nth < 1) nth = 1;
+    double *times = prof ? prof->node_seconds : NULL;
+    struct worker_acc *workers = NULL;
+    if (prof && prof->worker && !(workers = calloc((size_t)nth, sizeof *workers))) return MV_ERR_NOMEM;
     int nph = 1 + g->nnodes;
     for (int i = 0; i < g->nnodes; i++) nph += wants(out, i + 1);
     mv_phase *ph = malloc((size_t)nph * sizeof(mv_phase));
-    if (!ph) return MV_ERR_NOMEM;
+    if (!ph) { free(workers); return MV_ERR_NOMEM; }
     /* more chunks than workers balances uneven shares; one when alone */
     int chunks = nth > 1 ? 4 * nth : 1;
     int k = 0;
@@ -239,9 +249,12 @@ mv_status mv_plan_run_timed(mv_plan *p, const mv_graph *g, const float *x,
         int skip = p->mode[i] == MV_MODE_INNER || p->mode[i] == MV_MODE_TAIL;   /* run by the head */
         if (!skip) {
             ph[k].kind = PH_NODE; ph[k].node = i; ph[k].nchunk = chunks;
-            if (p->mode[i] == MV_MODE_HEAD) {  /* every chunk re-expands its edge rows: keep them tall */
+            if (p->mode[i] == MV_MODE_HEAD) {
+                /* every chunk re-expands its edge rows: keep them tall (8 output
+                 * rows at stride 1, 4 at stride 2), but give a small map at least
+                 * two chunks (an 8x8 block ran on one worker: 1.0x at 2 threads) */
                 const mv_tensor_info *y = &p->t[i + 3];
-                int minrows = MV_MAX(mv_invres_group_rows(y->H, y->W), g->nodes[i + 1].p.dwconv.stride == 1 ? 8 : 4);
+                int minrows = MV_MAX(1, MV_MIN(g->nodes[i + 1].p.dwconv.stride == 1 ? 8 : 4, y->H / 2));
                 ptrdiff_t c = (ptrdiff_t)y->B * y->H / minrows;
                 ph[k].nchunk = (int)MV_MAX(1, MV_MIN((ptrdiff_t)chunks, c));
             }
@@ -251,8 +264,8 @@ mv_status mv_plan_run_timed(mv_plan *p, const mv_graph *g, const float *x,
     }
     nph = k;
     for (k = 0; k < nph; k++) { atomic_init(&ph[k].next, 0); atomic_init(&ph[k].done, 0); }
-    mv_run r = {p, g, x, out, mv_kernels(isa), ph, nph, times, 0.0};
-    double t0 = times ? mv_now() : 0.0;
+    mv_run r = {p, g, x, out, mv_kernels(isa), ph, nph, times, workers};
+    double t0 = mv_now();
 #ifdef _OPENMP
     if (nth > 1) {
 #pragma omp parallel num_threads(nth)
@@ -260,6 +273,17 @@ mv_status mv_plan_run_timed(mv_plan *p, const mv_graph *g, const float *x,
     } else
 #endif
         run_worker(&r, 0);
+    double t_end = mv_now();
+    if (workers) {   /* a worker's time after its last chunk is waiting too */
+        for (int w = 0; w < nth_asked; w++) prof->worker[w] = (mv_worker_stats){0};
+        for (int w = 0; w < nth; w++) {
+            double end = workers[w].end > 0 ? workers[w].end : t0;
+            prof->worker[w] = (mv_worker_stats){.busy = workers[w].busy,
+                                                .wait = workers[w].wait + (t_end - end),
+                                                .chunks = workers[w].chunks};
+        }
+        free(workers);
+    }
     if (times)       /* completion stamps -> per-node durations */
         for (int i = 0; i < g->nnodes; i++) {
             double t1 = (p->mode[i] == MV_MODE_INNER || p->mode[i] == MV_MODE_TAIL) ? t0 : times[i];

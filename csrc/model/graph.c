@@ -23,6 +23,7 @@ void mv_graph_free(mv_graph *g) {
         mv_aligned_free(g->nodes[i].bias);
         mv_aligned_free(g->nodes[i].gamma);
         mv_aligned_free(g->nodes[i].w2);
+        mv_aligned_free(g->nodes[i].w4);
     }
     mv_aligned_free(g->zero);
     free(g->nodes);
@@ -46,7 +47,7 @@ mv_status mv_graph_set_node(mv_graph *g, int index, const mv_node *spec,
                             const float *gamma, char *err, size_t errlen) {
     if (index < 0 || index >= g->nnodes) { ERR("node index %d out of range", index); return MV_ERR_ARG; }
     mv_node n = *spec;
-    n.w = n.bias = n.gamma = n.w2 = NULL;
+    n.w = n.bias = n.gamma = n.w2 = n.w4 = NULL;
     if (n.nin < 1 || n.nin > MV_MAX_IN) { ERR("node %d: %d inputs", index, n.nin); return MV_ERR_ARG; }
     int cin[MV_MAX_IN];
     for (int k = 0; k < n.nin; k++) {
@@ -74,9 +75,14 @@ mv_status mv_graph_set_node(mv_graph *g, int index, const mv_node *spec,
         mv_pack_conv2d_weights(w, n.cout, Cin, kh, kw, n.w);
         if (mv_conv3x3_wino_shape_ok(kh, kw, stride, pad, dil, has_res) && mv_conv3x3_wino_pays(Cin, n.cout)) {
             float *tmp = mv_aligned_alloc((size_t)n.cout * Cin * sizeof(float));
-            n.w2 = mv_aligned_alloc(mv_conv3x3_wino_packed_floats(Cin, n.cout) * sizeof(float));
-            if (!tmp || !n.w2) { mv_aligned_free(tmp); mv_aligned_free(n.w); mv_aligned_free(n.w2); return MV_ERR_NOMEM; }
-            mv_pack_conv3x3_wino_weights(w, n.cout, Cin, tmp, n.w2);
+            n.w2 = mv_aligned_alloc(mv_conv3x3_wino_packed_floats(2, Cin, n.cout) * sizeof(float));
+            n.w4 = mv_aligned_alloc(mv_conv3x3_wino_packed_floats(4, Cin, n.cout) * sizeof(float));
+            if (!tmp || !n.w2 || !n.w4) {
+                mv_aligned_free(tmp); mv_aligned_free(n.w); mv_aligned_free(n.w2); mv_aligned_free(n.w4);
+                return MV_ERR_NOMEM;
+            }
+            mv_pack_conv3x3_wino_weights(2, w, n.cout, Cin, tmp, n.w2);
+            mv_pack_conv3x3_wino_weights(4, w, n.cout, Cin, tmp, n.w4);
             mv_aligned_free(tmp);
         }
         if (bias && !(n.bias = dup_floats(bias, (size_t)n.cout))) return MV_ERR_NOMEM;

@@ -93,7 +93,8 @@ typedef struct {
     float *w;             /* packed weights (conv, dwconv) */
     float *bias;          /* conv/dwconv bias; norm beta */
     float *gamma;         /* norm gamma */
-    float *w2;            /* conv 3x3 / stride 1 / pad 1: Winograd-packed weights, else NULL */
+    float *w2;            /* conv 3x3 / stride 1 / pad 1: F(2x2, 3x3) Winograd-packed weights, else NULL */
+    float *w4;            /* the same for F(4x4, 3x3) (set together with w2) */
     int chain;            /* this node starts an expand 1x1 -> dw 3x3 ->
                              project 1x1 chain whose inner tensors nothing
                              else reads (fusable) */
@@ -179,11 +180,23 @@ size_t mv_plan_bytes(const mv_plan *p);
 /* x: NCHW [B, in_channels, H, W]. */
 mv_status mv_plan_run(mv_plan *p, const mv_graph *g, const float *x,
                       const mv_outputs *out, int nth, mv_isa isa);
-/* Same, recording each node's wall time in seconds into node_seconds
- * (g->nnodes entries; entry -1 = the input layout change is not timed). */
+/* What a profiled run records (either pointer may be NULL):
+ * node_seconds[i]  wall time of node i, g->nnodes entries (the input layout
+ *                  change is not timed; nodes inside a fused block get 0);
+ * worker[w]        for each of the nth workers: seconds inside chunks
+ *                  (busy), seconds waiting for the previous phase to finish
+ *                  (wait, including the wait at the end of the run), and
+ *                  the number of chunks it ran. */
+typedef struct { double busy, wait, chunks; } mv_worker_stats;
+typedef struct {
+    double *node_seconds;
+    mv_worker_stats *worker;
+} mv_profile;
+
+/* Same, recording into prof (NULL: not profiled). */
 mv_status mv_plan_run_timed(mv_plan *p, const mv_graph *g, const float *x,
                             const mv_outputs *out, int nth, mv_isa isa,
-                            double *node_seconds);
+                            const mv_profile *prof);
 
 /* Throughput mode: images [0, nimg) of x, each run as a whole single-image
  * forward by one worker (no synchronisation between layers, activations of

@@ -92,8 +92,8 @@ mv_status mv_plan_init(mv_plan *p, const mv_graph *g, int B, int H, int W,
                 st = MV_ERR_ARG; goto done;
             }
             if (!dw && n->w2) {           /* Winograd scratch, sized for one worker (largest blocks) */
-                size_t s = mv_conv3x3_wino_scratch_floats(x->H, x->W, x->C + (concat ? t[n->in[1]].C : 0),
-                                                          n->cout, 1);
+                size_t s = mv_conv3x3_wino_scratch_floats(mv_conv3x3_wino_tile(x->H, x->W), x->H, x->W,
+                                                          x->C + (concat ? t[n->in[1]].C : 0), n->cout, 1);
                 if (s > scratch) scratch = s;
             }
             for (int k = 1; k < n->nin; k++) {

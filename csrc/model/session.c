@@ -240,7 +240,7 @@ mv_status mv_session_begin(mv_session *s, mv_call *c, int B, int H, int W, int n
     return MV_OK;
 }
 
-mv_status mv_session_run(mv_call *c, const float *x, float *const *dst, mv_isa isa, double *node_seconds) {
+mv_status mv_session_run(mv_call *c, const float *x, float *const *dst, mv_isa isa, const mv_profile *prof) {
     if (c->B == 0) return MV_OK;
     mv_session *s = c->s;
     float *d[MV_SESSION_MAX_OUT];
@@ -254,7 +254,7 @@ mv_status mv_session_run(mv_call *c, const float *x, float *const *dst, mv_isa i
         for (int k = 0; k < c->nout; k++) d[k] = dst[k] + (size_t)c->nfull * mv_plan_image_floats(&s->img[0], c->ids[k]);
         done_in = (size_t)c->nfull * s->g->in_channels * c->H * c->W;
     }
-    return mv_plan_run_timed(c->plan, s->g, x + done_in, &out, c->nth, isa, node_seconds);
+    return mv_plan_run_timed(c->plan, s->g, x + done_in, &out, c->nth, isa, prof);
 }
 
 void mv_session_end(mv_call *c) {

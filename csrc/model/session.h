@@ -84,10 +84,10 @@ mv_status mv_session_bytes(mv_session *s, int B, int H, int W, int nth, size_t *
 mv_status mv_session_begin(mv_session *s, mv_call *c, int B, int H, int W, int nth,
                            const int *ids, int nout, int profiling, int single_only,
                            char *err, size_t errlen);
-/* x: NCHW input; dst[k]: NCHW buffer of c->out[k]; node_seconds: NULL or
- * g->nnodes entries. */
+/* x: NCHW input; dst[k]: NCHW buffer of c->out[k]; prof: NULL, or what
+ * to record (graph.h: node_seconds g->nnodes entries, worker c->nth). */
 mv_status mv_session_run(mv_call *c, const float *x, float *const *dst, mv_isa isa,
-                         double *node_seconds);
+                         const mv_profile *prof);
 void mv_session_end(mv_call *c);
 
 #endif /* MV_SESSION_H */

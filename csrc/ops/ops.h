@@ -66,6 +66,7 @@ typedef struct {
     int act;
     const float *zero;                         /* >= C1 + C2 zeros */
     float *scratch;                            /* Winograd only: the calling worker's own */
+    int wtile;                                 /* Winograd only: output tile m, 2 or 4 (0 = 2) */
 } mv_conv2d_args;
 
 size_t mv_conv2d_packed_floats(int kh, int kw, int Cin, int Cout);
@@ -77,30 +78,47 @@ void mv_conv2d_nhwc_f32__ref(const mv_conv2d_args *a, int tid, int nth);
 void mv_conv2d_nhwc_f32__avx2(const mv_conv2d_args *a, int tid, int nth);
 void mv_conv2d_nhwc_f32__avx512(const mv_conv2d_args *a, int tid, int nth);
 
-/* ---- 3x3 convolution, stride 1, pad 1, by Winograd F(2x2, 3x3) ------------
+/* ---- 3x3 convolution, stride 1, pad 1, by Winograd F(m x m, 3x3) ---------
  * Same contract as mv_conv2d (kh = kw = 3, stride = dil = pad = 1, OH = H,
- * OW = W, no residual), 2.25x fewer multiplies: per 2x2 output tile,
- *   V = B^T d B   (4x4 input tile, zero outside the map, per channel),
- *   M[xi] = V[xi] . U[xi]  for the 16 positions xi (16 GEMMs over a block
+ * OW = W, no residual), m = a->wtile = 2 or 4.  Per m x m output tile, with
+ * T = m + 2 and the (T x T) input tile d (zero outside the map):
+ *   V = B^T d B   per channel,
+ *   M[xi] = V[xi] . U[xi]  for the T*T positions xi (T*T GEMMs over a block
  *                          of tiles, K = C1 + C2, N = Cout),
  *   Y = A^T M A + bias, act.
- * U = G g G^T is computed in double and packed once as 16 GEMM weight sets
+ * F(2x2, 3x3): 16 GEMMs, 2.25x fewer multiplies than the direct conv;
+ * transforms with coefficients 0, +-1, +-1/2.  F(4x4, 3x3) (interpolation
+ * points 0, +-1, +-2, inf): 36 GEMMs, 4x fewer multiplies; coefficients up
+ * to 5 (B), 8 (A), 1/24 (G), so rounding grows about tenfold over F(2x2),
+ * still ~1e-6 of the input magnitudes for these sizes (tests/test_winograd.py).
+ * U = G g G^T is computed in double and packed once as T*T GEMM weight sets
  * (mv_pack_conv3x3_wino_weights, `tmp` holds Cout*Cin floats).  Tiles are
- * processed in blocks of rows (mv_conv3x3_wino_block_rows) so V and M stay in
- * L2; parallel over (image, block).  Each output element's arithmetic does
- * not depend on the blocking, so results are the same for any nth.
- * Rounding differs from the direct sum (transforms with coefficients 0, +-1,
- * +-1/2): within a few ulp of the input magnitudes. */
+ * processed in blocks of rows (mv_conv3x3_wino_block_rows) so V and M stay
+ * near L2; parallel over (image, block, output-channel slice: small maps
+ * that have fewer blocks than workers split Cout too).  Each output
+ * element's arithmetic does not depend on the blocking, so results are the
+ * same for any nth.  The fast kernels fuse the transforms' multiply-adds
+ * (VFMA); the reference does the same with fmaf, so both round alike.
+ * Non-finite inputs: F(2x2) keeps NaN / Inf inside each output's 3x3
+ * receptive field (an Inf may come out as NaN); F(4x4) spreads them over
+ * the output tiles whose input tile holds one (up to 3 pixels away), since
+ * inf * 0 does not cancel. */
 /* Shapes the Winograd kernel computes (3x3, stride 1, pad 1, dilation 1, no
  * residual), and whether it pays: with fewer than MV_WINO_MIN_CHANNELS input
  * or output channels the transforms cost more than the multiplies saved. */
 #define MV_WINO_MIN_CHANNELS 16
 int mv_conv3x3_wino_shape_ok(int kh, int kw, int stride, int pad, int dil, int has_res);
 int mv_conv3x3_wino_pays(int Cin, int Cout);
-size_t mv_conv3x3_wino_packed_floats(int Cin, int Cout);
-void mv_pack_conv3x3_wino_weights(const float *W, int Cout, int Cin, float *tmp, float *Up);
-int mv_conv3x3_wino_block_rows(int H, int W, int nth);
-size_t mv_conv3x3_wino_scratch_floats(int H, int W, int Cin, int Cout, int nth);
+/* The tile a graph uses for an H x W map: 4 where the map holds enough
+ * 4x4 tiles to keep the GEMMs tall, else 2. */
+int mv_conv3x3_wino_tile(int H, int W);
+size_t mv_conv3x3_wino_packed_floats(int m, int Cin, int Cout);
+void mv_pack_conv3x3_wino_weights(int m, const float *W, int Cout, int Cin, float *tmp, float *Up);
+int mv_conv3x3_wino_block_rows(int m, int H, int W, int nth);
+size_t mv_conv3x3_wino_scratch_floats(int m, int H, int W, int Cin, int Cout, int nth);
+/* Output-channel slices per block (1 unless the map has fewer blocks than
+ * nth), and the work units: B * blocks * slices. */
+int mv_conv3x3_wino_slices(int m, int B, int H, int W, int Cout, int nth);
 void mv_conv3x3_wino_nhwc_f32__ref(const mv_conv2d_args *a, int tid, int nth);
 void mv_conv3x3_wino_nhwc_f32__avx2(const mv_conv2d_args *a, int tid, int nth);
 void mv_conv3x3_wino_nhwc_f32__avx512(const mv_conv2d_args *a, int tid, int nth);

@@ -1,13 +1,40 @@
 #!/usr/bin/env python
 """Compare mobilevit with PyTorch eager (timm), ONNX Runtime and OpenVINO on the CPU.
 
-    python benchmarks/bench_compare.py                      # full run, writes benchmarks/RESULTS.md + results.png
-    python benchmarks/bench_compare.py --quick              # smoke test: few runs of everything
-    python benchmarks/bench_compare.py --models mobilevit_s --batches 1 --threads 2 --runs 200
-    python benchmarks/bench_compare.py --models all         # v1 + MobileViTv2 + DeepLabv3 (~40 min idle)
-    python benchmarks/bench_compare.py --models extended    # only MobileViTv2 + DeepLabv3 (~25 min idle)
+    python benchmarks/bench_compare.py --quick              # smoke test: few runs of everything, 1 pass
+    python benchmarks/bench_compare.py --out benchmarks/RESULTS.md --section avx512      # this machine's best ISA
+    python benchmarks/bench_compare.py --isa avx2 --peer-isa-cap avx2 \
+        --out benchmarks/RESULTS.md --section avx2                                     # AVX2 path, forced
+    python benchmarks/bench_compare.py --models mobilevit_s --batches 1 --threads 2 --passes 5
+    python benchmarks/bench_compare.py --models all         # v1 + MobileViTv2 + DeepLabv3 (long, see README)
 
-Models: the default set is MobileViT v1 (mobilevit_xxs/xs/s, timm, 256x256, batch 1 and 16).
+Expected duration on 2 idle cores (default: v1 + MobileNetV2, batch 1 and 16, 1 and 2 threads, 4 runtimes,
+3 passes of up to 100 / 15 timed calls capped at 20 s per measurement): ~7 min per pass (about 3 of them
+subprocess start-up, PyTorch eager at batch 16 most of the rest), ~23-25 min in all with the FMA peak,
+prep (ONNX export) and profile; `--runtimes mobilevit onnxruntime openvino` takes ~15 min; `--quick`
+(1 pass, 5 / 3 calls) 4-5 min, twice that on a busy machine.  On aarch64 the same command runs (NEON FMA
+peak; ours reports its ISA; a runtime that is not installed is skipped with a note); timings under
+emulation (qemu-user) mean nothing and are never to be reported.
+
+ISA paths: ``--isa avx2|avx512|neon|ref|auto`` forces ours (``MOBILEVIT_ISA`` in its workers' environment,
+plus ``set_isa`` and a check of ``get_isa()`` in the worker); the FMA peak is measured for that ISA.
+``--peer-isa-cap avx2`` limits the peers where they allow it: PyTorch (``ATEN_CPU_CAPABILITY=avx2``,
+``ONEDNN_MAX_CPU_ISA=AVX2``, ``MKL_ENABLE_INSTRUCTIONS=AVX2``), OpenVINO (``ONEDNN_MAX_CPU_ISA=AVX2``:
+honoured by its oneDNN convolutions / GEMMs and JIT subgraphs, not by its MVN / Reduce JIT kernels nor its
+MLAS GEMM, which dispatch on CPUID); ONNX Runtime has no switch (MLAS picks its kernels from CPUID).
+Before measuring, one small worker per runtime records what it ran (``get_isa()``,
+``torch.backends.cpu.get_cpu_capability()``, oneDNN's ``ONEDNN_VERBOSE=profile_create`` lines, OpenVINO's
+execution-graph ``primitiveType`` per node); the report's ISA table says for each runtime whether the
+cap was verified, partial or impossible.
+
+Passes: ``--passes N`` (default 3) runs every (runtime, model, batch, threads) once per pass, each in its
+own subprocess, the runtimes of a cell in an order rotated by one per pass; a table cell is the median
+of the pass medians [lowest-highest pass median].  ``--section NAME`` replaces only that section of
+``--out`` (between ``<!-- bench_compare section NAME -->`` markers) and keeps the rest of the file.
+
+Models: the default set is MobileViT v1 (mobilevit_xxs/xs/s, timm, 256x256, batch 1 and 16) plus the
+reference CNN torchvision mobilenet_v2 (random weights, BatchNorm randomised, 256x256 like MobileViT;
+peers only) for the "MobileViT-XS (ours) / MobileNetV2 (fastest peer)" ratio.
 ``--models`` also takes mobilevitv2_050 / mobilevitv2_100 (timm, 256x256) and
 deeplabv3_mobilevit_xxs / deeplabv3_mobilevit_s (transformers MobileViTForSemanticSegmentation,
 21 classes, output stride 16, 512x512, batch 1 and ``--seg-batch`` (4) instead of 16), or the sets
@@ -16,8 +43,9 @@ everything else with ``mobilevit.from_pretrained(state_dict)``.
 
 What it does, in order:
 
-1. Builds ``benchmarks/fma_peak.c`` with the system ``cc`` (AVX-512, else AVX2) and measures
-   the fp32 FMA peak for each thread count (best of several repetitions).
+1. Builds ``benchmarks/fma_peak.c`` with the system ``cc`` (the ISA of ``--isa``, else the best of
+   AVX-512, AVX2, NEON) and measures the fp32 FMA peak for each thread count (best of several
+   repetitions).
 2. One "prep" subprocess builds each timm / transformers model with fixed random weights
    (BatchNorm statistics and affine parameters randomised too, so folding bugs would show), saves
    the state dict as ``.npz``, a fixed random input per (image size, batch), the PyTorch reference
@@ -26,16 +54,18 @@ What it does, in order:
    opset 17)`` from the ``exportable=True`` timm model (no SDPA) or the transformers model wrapped
    to return ``.logits``.  The exported graph is checked by every ONNX based runtime against the
    same PyTorch logits.
-3. Every (runtime, model, batch, threads) measurement runs in its own fresh subprocess, one after
+3. The ISA probe: one batch-1 inference per runtime in its benchmark environment (see above).
+4. Every (runtime, model, batch, threads) measurement, once per pass, runs in its own fresh subprocess, one after
    another (never concurrently), with the thread count set explicitly for that runtime and
    ``OMP_NUM_THREADS`` set before any import.  Warm-up, then timed runs of the inference call
    only; the worker reports median / min / max, the process's peak RSS (``ru_maxrss``, plus the
    RSS right after importing the runtime), and the max abs difference of its logits vs PyTorch.
-4. One subprocess runs ``MobileViT.profile`` for mobilevit_s (else the last selected model) at
+5. One subprocess runs ``MobileViT.profile`` for mobilevit_s (else the last selected model) at
    2 threads (per-op-family time).
-5. Writes the Markdown report (``--out``) and a PNG chart (``--png``); with models from more than
-   one family (v1 / v2 / DeepLabv3) each family gets its own section of tables and its own row of
-   chart panels.
+6. Writes the Markdown report (``--out``, or its ``--section``) with the issue-17 target table
+   (PASS / FAIL computed from the medians) and a PNG chart (``--png``, default results.png or
+   results_<section>.png); with models from more than one family (v1 / v2 / DeepLabv3) each family
+   gets its own section of tables and its own row of chart panels.
 
 Nothing here is timed concurrently with anything else we start; other jobs on the machine are
 out of our control (the report records the load average before and after).
@@ -49,6 +79,7 @@ import os
 import platform
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -721,7 +752,14 @@ def run_worker(kind, spec, threads, timeout, env_extra=None, want_stdout=False):
             break
     if res is None:
         tail = (p.stderr.strip().splitlines() or ["(no stderr)"])[-1]
-        err = f"exit code {p.returncode}: {tail[:400]}"
+        if p.returncode < 0:
+            try:
+                sig = signal.Signals(-p.returncode).name
+            except ValueError:
+                sig = str(-p.returncode)
+            err = f"crashed ({sig}): {tail[:400]}"
+        else:
+            err = f"exit code {p.returncode}: {tail[:400]}"
     return (res, err, p.stdout) if want_stdout else (res, err)
 
 
@@ -1145,8 +1183,8 @@ def write_report(path, S):
       "PERFORMANCE_HINT=LATENCY`, pinning off) and `OMP_NUM_THREADS=n`. "
       f"Warm-up {S['warmup'][1]} (batch 1) / {S['warmup'][16]} (batch > 1), then up to {args.runs} timed runs at "
       f"batch 1 and up to {args.runs_batch} at larger batches (stopping after {args.max_seconds:.0f} s once "
-      f"{S['min_runs']} are done). Only the inference call is timed (mobilevit's includes its NCHW→NHWC "
-      "input conversion). Times: median [min–max]. ONNX Runtime and OpenVINO run the ONNX file exported "
+      f"{S['min_runs']} are done), per pass. Only the inference call is timed (mobilevit's includes its NCHW→NHWC "
+      "input conversion). Times: median [range] as said under Passes. ONNX Runtime and OpenVINO run the ONNX file exported "
       "by `torch.onnx.export` (" + S.get("exporter", "?") + ", opset 17, static shape per batch size).\n")
     ext = [m for m in args.models if m not in MODELS + REF_MODELS]
     if ext:
@@ -1237,7 +1275,8 @@ def write_report(path, S):
                 for n in threads:
                     w(f"| {SHORT[m]} | {n} | " + " | ".join(cell(rt, m, b, n, f) for rt in rts) + " |")
             w("")
-            w(f"† = other processes used more than {BUSY} CPU while this was timed (noisy).\n")
+            w(f"† = other processes used more than {BUSY} CPU while this was timed (noisy)"
+              + (" in at least one pass" if args.passes > 1 else "") + ".\n")
             # speed-up of ours vs the best peer
             if "mobilevit" in rts and len(rts) > 1:
                 rows = []
@@ -1701,6 +1740,15 @@ def main(argv=None):
                     raw.setdefault((rt, m, b, n), []).append(r)
         S["raw"] = raw
         S["results"] = {key: aggregate_passes(v) for key, v in raw.items()}
+        crashed = sorted({LABEL[k[0]] for k, v in S["results"].items()
+                          if "crashed" in v.get("error", "") and runtime_env(k[0], args)})
+        if crashed:
+            S["notes"].append(
+                f"{', '.join(crashed)} crashed with the ISA environment of this run set ("
+                + "; ".join(f"{LABEL[rt]}: " + ", ".join(f"`{k}={v}`" for k, v in runtime_env(rt, args).items())
+                            for rt in args.runtimes if runtime_env(rt, args)) + "); run the same cell without "
+                "--isa / --peer-isa-cap to see whether the cap is the cause (OpenVINO 2026.4.1 segfaults in its first "
+                "MobileViT-XS inference under ONEDNN_MAX_CPU_ISA=AVX2 and runs it uncapped)")
 
         # 4. op-family breakdown (mobilevit S, 2 threads)
         ours_models = [m for m in args.models if m in OURS_MODELS]

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Compare mobilevit with PyTorch eager (timm), ONNX Runtime and OpenVINO on the CPU.
 
-    python benchmarks/bench_compare.py --quick              # smoke test: few runs of everything, 1 pass
+    python benchmarks/bench_compare.py --quick --out /tmp/quick.md                       # smoke test, 1 pass
     python benchmarks/bench_compare.py --out benchmarks/RESULTS.md --section avx512      # this machine's best ISA
     python benchmarks/bench_compare.py --isa avx2 --peer-isa-cap avx2 \
         --out benchmarks/RESULTS.md --section avx2                                     # AVX2 path, forced
@@ -1636,6 +1636,9 @@ def main(argv=None):
     def log(msg):
         print(f"[{(time.time() - t_start) / 60:5.1f} min] {msg}", flush=True)
 
+    if not args.section and os.path.exists(args.out) and "<!-- bench_compare section " in open(args.out).read():
+        raise SystemExit(f"{args.out} has per-machine sections: pass --section NAME (e.g. avx512, avx2) to replace "
+                         "one of them, or --out another file (the whole file would be overwritten)")
     flags = S["machine"]["flags"]
     if args.peer_isa_cap == "avx2" and "avx2" not in vector_isas(flags):
         raise SystemExit("--peer-isa-cap avx2 needs an x86-64 CPU with AVX2 and FMA")

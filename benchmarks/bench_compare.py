@@ -1264,7 +1264,9 @@ def write_report(path, S):
         gbatches = sorted({b for m in models for b in args.model_batches[m]})
         for b in gbatches:
             if b == 1:
-                w(f"{h} Latency, batch 1 (ms per image; median [min–max])\n")
+                w(f"{h} Latency, batch 1 (ms per image; " + (
+                    f"median of {args.passes} pass medians [lowest–highest pass median])\n" if args.passes > 1
+                    else "median [min–max])\n"))
                 f = fmt_ms
             else:
                 w(f"{h} Throughput, batch {b} (images/s from the median; median ms per batch in brackets)\n")

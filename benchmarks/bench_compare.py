@@ -1745,13 +1745,13 @@ def main(argv=None):
                     raw.setdefault((rt, m, b, n), []).append(r)
         S["raw"] = raw
         S["results"] = {key: aggregate_passes(v) for key, v in raw.items()}
-        crashed = sorted({LABEL[k[0]] for k, v in S["results"].items()
-                          if "crashed" in v.get("error", "") and runtime_env(k[0], args)})
+        crashed = [rt for rt in args.runtimes if runtime_env(rt, args) and any(
+            k[0] == rt and "crashed" in v.get("error", "") for k, v in S["results"].items())]
         if crashed:
             S["notes"].append(
-                f"{', '.join(crashed)} crashed with the ISA environment of this run set ("
+                f"{', '.join(LABEL[rt] for rt in crashed)} crashed with this run's ISA environment set ("
                 + "; ".join(f"{LABEL[rt]}: " + ", ".join(f"`{k}={v}`" for k, v in runtime_env(rt, args).items())
-                            for rt in args.runtimes if runtime_env(rt, args)) + "); run the same cell without "
+                            for rt in crashed) + "); run the same cell without "
                 "--isa / --peer-isa-cap to see whether the cap is the cause (OpenVINO 2026.4.1 segfaults in its first "
                 "MobileViT-XS inference under ONEDNN_MAX_CPU_ISA=AVX2 and runs it uncapped)")
 

@@ -84,13 +84,20 @@ def _csv_header(top_k: int) -> List[str]:
     return header + ["error"]
 
 
-def metadata(model, weights, preset, top_k: int) -> dict:
-    """The first line of a JSONL output: schema version and what ran."""
+def metadata(model, weights, preset, top_k: int, label_source: Optional[str] = None) -> dict:
+    """The first line of a JSONL output: schema version and what ran.  ``label_source`` (the
+    Predictor's: "checkpoint", "assumed: ImageNet-1k", "placeholders", "given") becomes
+    ``"label_source"`` and ``"labels_assumed"`` (True when the names are ImageNet's, assumed
+    for a 1000-class checkpoint that carries none)."""
     import mobilevit
-    return {"schema": "mobilevit.predictions", "schema_version": SCHEMA_VERSION,
+    meta = {"schema": "mobilevit.predictions", "schema_version": SCHEMA_VERSION,
             "mobilevit_version": mobilevit.__version__, "model": model.cfg.name,
             "num_classes": model.num_classes, "weights": _weights_name(weights),
             "preset": getattr(preset, "name", None) or "checkpoint", "top_k": top_k}
+    if label_source is not None:
+        meta["label_source"] = label_source
+        meta["labels_assumed"] = label_source.startswith("assumed")
+    return meta
 
 
 def _weights_name(weights) -> str:
@@ -412,7 +419,7 @@ def cmd_predict(args) -> int:
                 return 1
             try:
                 writer = _Writer(args.output, args.top_k, resume=args.resume, fmt=fmt,
-                                 meta=metadata(model, args.weights, pred.preset, args.top_k))
+                                 meta=metadata(model, args.weights, pred.preset, args.top_k, pred.label_source))
             except (ResumeError, OSError) as e:
                 print(f"mobilevit predict: {e}", file=sys.stderr)
                 return 2
@@ -428,8 +435,10 @@ def cmd_predict(args) -> int:
                     else:
                         todo.append((f, n))
                 files, names = [f for f, _ in todo], [n for _, n in todo]
+            assumed = ("; class names ASSUMED: ImageNet-1k (the checkpoint carries none; pass a checkpoint "
+                       "with id2label / label_names to change them)" if pred.labels_assumed else "")
             print(_describe("predict", model, args.weights, pred.preset, f", top-{args.top_k}")
-                  + f"; {len(files)} inputs -> {where}", file=sys.stderr, flush=True)
+                  + f"; {len(files)} inputs -> {where}" + assumed, file=sys.stderr, flush=True)
             progress = not args.no_progress and len(files) >= 50 and (args.output is not None
                                                                        or not sys.stdout.isatty())
             for row in pred.predict(files, progress=progress, total=len(files), names=names):

@@ -161,6 +161,9 @@ _CONFIG_FIELDS = {
     "layer_norm_eps": ("a number in [0, 1]", lambda v: _is_num(v, 0, 1)),
     "output_stride": ("8, 16 or 32", lambda v: _is_int(v) and v in (8, 16, 32)),
     "atrous_rates": ("a list of 3 ints in [1, 1024]", _int_list(1, 1024, 3)),
+    "aspp_out_channels": ("an int in [1, 65536]", lambda v: _is_int(v, 1, 65536)),
+    "dilate_block_conv": ("true or false", lambda v: isinstance(v, bool)),
+    "align_corners": ("true or false", lambda v: isinstance(v, bool)),
     "odd_size": ('"resize" or "crop"', lambda v: v in ("resize", "crop") and isinstance(v, str)),
     "pretrained_cfg": ("an object (input_size: a list of ints) or null", _pretrained_cfg),
     "preprocess": ("an object", lambda v: isinstance(v, dict)),
@@ -233,11 +236,118 @@ def _load_folder(path: str, prefer_ema: bool):
     return load_checkpoint(weights, prefer_ema=prefer_ema), cfg, pre, weights
 
 
+# DeepLabv3 recipes of ml-cvnets (config/segmentation/*.yaml, checked against its code: output
+# stride 16 makes layer 5's MV2 stride 1; 8 also layer 4's, with layer 5's depthwise conv dilated by 2;
+# MobileViTv2 blocks dilate their local depthwise conv by the running dilation, v1 blocks never) and
+# what a checkpoint's tensors say about them.  Only output_stride and the atrous rates are not in the
+# tensors; the ASPP width is (seg_head.aspp.project), and the aux head's presence is a key.
+_RECIPES = {
+    "cvnets_v1_os8": ("ml-cvnets v0.2+ pascal_voc/deeplabv3_mobilevit.yaml (MobileViT v1, ASPP 512, aux head): "
+                      "output stride 8, rates 12/24/36", 8, (12, 24, 36)),
+    "cvnets_v1_os16": ("ml-cvnets v0.1 deeplabv3_mobilevit_*.yaml, as transformers converted it (ASPP 256): "
+                       "output stride 16, rates 6/12/18", 16, (6, 12, 18)),
+    "cvnets_v2_ade20k": ("ml-cvnets ade20k/deeplabv3_mobilevitv2.yaml (MobileViTv2, 150 classes, ASPP 512): "
+                         "output stride 8, rates 12/24/36", 8, (12, 24, 36)),
+    "cvnets_v2_voc": ("ml-cvnets pascal_voc/deeplabv3_mobilevitv2.yaml (MobileViTv2, ASPP 512): "
+                      "output stride 16, rates 6/12/18", 16, (6, 12, 18)),
+}
+
+
+def deeplab_recipe(version: int, aspp_channels: Optional[int], num_classes: int, aux_head: bool):
+    """The ml-cvnets DeepLabv3 recipe a checkpoint's tensors point to: ``(key, description,
+    output_stride, atrous_rates)``, or None when nothing identifies one.
+
+    * MobileViT v1 with a 512-channel ASPP: v0.2+ pascal_voc (output stride 8, rates 12/24/36; the
+      only v1 recipe with that width, and it trains the layer-4 aux head);
+    * v1 with a 256-channel ASPP: v0.1 (output stride 16, rates 6/12/18; HF's apple/deeplabv3-*);
+    * MobileViTv2 with 150 classes: ADE20k (output stride 8, rates 12/24/36);
+    * any other MobileViTv2: pascal_voc (output stride 16, rates 6/12/18)."""
+    if version == 1 and aspp_channels == 512:
+        key = "cvnets_v1_os8"
+    elif version == 1 and aspp_channels == 256 and not aux_head:
+        key = "cvnets_v1_os16"
+    elif version == 2 and num_classes == 150:
+        key = "cvnets_v2_ade20k"
+    elif version == 2:
+        key = "cvnets_v2_voc"
+    else:
+        return None
+    text, os_, rates = _RECIPES[key]
+    return key, text, os_, rates
+
+
+def checkpoint_origin(scheme: str, version: int, head: str, recipe: Optional[str]) -> str:
+    """The key of :data:`mobilevit.preprocess.ORIGIN_PRESETS` for a checkpoint: its naming scheme
+    (who wrote it), the MobileViT version and the head (for ml-cvnets DeepLabv3, the recipe: v0.1
+    or v0.2+)."""
+    if head == "deeplabv3":
+        if scheme == "hf":
+            return "hf_deeplab"
+        if scheme == "cvnets":
+            if version == 2:
+                return "cvnets_v2_deeplab"
+            return "cvnets_deeplab" if recipe == "cvnets_v1_os16" else "cvnets_v2_deeplab_v1"
+    if scheme == "hf":
+        return "hf"
+    if scheme == "cvnets":
+        return "cvnets_v2" if version == 2 else "cvnets"
+    return "timm_v2" if version == 2 else "timm"
+
+
+def _deeplab_settings(base, timm_sd, detected, cfg_json, n_cls, output_stride, aspp_rates, aspp_channels):
+    """create_model keyword arguments for a DeepLabv3 checkpoint, where each came from
+    (``sources``: argument / config.json / file / assumed) and the recipe they match."""
+    proj = timm_sd.get("seg_head.aspp.project.conv.weight")
+    aux = any(k.startswith("seg_head.aux_head.") for k in timm_sd)
+    sources = {}
+    file_width = int(np.shape(proj)[0]) if proj is not None else None
+    if aspp_channels is not None:
+        width, sources["aspp_channels"] = aspp_channels, "argument"
+    elif file_width is not None:
+        width, sources["aspp_channels"] = file_width, "file"
+    elif cfg_json.get("aspp_out_channels") is not None:
+        width, sources["aspp_channels"] = int(cfg_json["aspp_out_channels"]), "config.json"
+    else:
+        width, sources["aspp_channels"] = (512 if base.version == 2 else 256), "assumed"
+    found = deeplab_recipe(base.version, width, n_cls, aux)
+    recipe, text, r_os, r_rates = found if found else (None, None, None, None)
+    if output_stride is not None:
+        os_, sources["output_stride"] = output_stride, "argument"
+    elif cfg_json.get("output_stride") is not None:
+        os_, sources["output_stride"] = int(cfg_json["output_stride"]), "config.json"
+    elif r_os is not None:
+        os_, sources["output_stride"] = r_os, "assumed"
+    else:
+        os_, sources["output_stride"] = 16, "assumed"
+    if aspp_rates is not None:
+        rates, sources["aspp_rates"] = aspp_rates, "argument"
+    elif cfg_json.get("atrous_rates") is not None:
+        rates, sources["aspp_rates"] = tuple(cfg_json["atrous_rates"]), "config.json"
+    elif r_rates is not None and r_os == os_:
+        rates, sources["aspp_rates"] = r_rates, "assumed"
+    else:   # DeepLabv3's convention: the rates double when the output stride halves
+        rates, sources["aspp_rates"] = ((12, 24, 36) if os_ == 8 else (6, 12, 18)), "assumed"
+    kwargs = dict(head="deeplabv3", output_stride=os_, aspp_rates=rates, aspp_channels=width)
+    if cfg_json.get("dilate_block_conv") is not None:
+        kwargs["dilate_block_conv"] = bool(cfg_json["dilate_block_conv"])
+    elif base.version == 2 and detected == "cvnets":
+        kwargs["dilate_block_conv"] = True     # ml-cvnets' MobileViTv2 block dilates its local conv
+    assumed = [k for k in ("output_stride", "aspp_rates") if sources[k] == "assumed"]
+    note = None
+    if assumed and recipe is not None and r_os == os_:
+        note = f"{' and '.join(assumed)} assumed from the tensors: {text}"
+    elif assumed:
+        note = (f"{' and '.join(assumed)} assumed: no ml-cvnets recipe matches the tensors, DeepLabv3's defaults "
+                f"(output stride 16; rates 6/12/18, 12/24/36 at output stride 8)")
+    return kwargs, sources, recipe, note, aux
+
+
 def from_pretrained(source, model_name: Optional[str] = None, num_classes: Optional[int] = None,
                     strict: bool = True, prefer_ema: bool = False, scheme: Optional[str] = None, *,
                     revision: Optional[str] = None, sha256: Optional[str] = None,
                     cache_dir: Optional[str] = None, token=None, progress: Optional[bool] = None,
-                    local_files_only: Optional[bool] = None):
+                    local_files_only: Optional[bool] = None, output_stride: Optional[int] = None,
+                    aspp_rates=None, aspp_channels: Optional[int] = None, preset=None):
     """Build a :class:`MobileViT` from a checkpoint file, a model folder or a
     mapping; see the module docstring.  ``model_name`` overrides the variant
     inferred from the tensors.  Class names come from ``config.json``
@@ -249,7 +359,29 @@ def from_pretrained(source, model_name: Optional[str] = None, num_classes: Optio
     needs ``pip install "mobilevit[hub]"``) or an http(s) URL (``sha256=``),
     fetched once into a cache; ``local_files_only=True`` / ``HF_HUB_OFFLINE=1``
     uses the cache only.  An existing local path is never looked up remotely;
-    see :mod:`mobilevit.remote` for the rule and the cache layout."""
+    see :mod:`mobilevit.remote` for the rule and the cache layout.
+
+    DeepLabv3 checkpoints: ``output_stride`` (8, 16, 32), ``aspp_rates`` (3
+    ints) and ``aspp_channels`` override what ``config.json`` (HF's
+    ``output_stride`` / ``atrous_rates`` / ``aspp_out_channels``) says, which
+    overrides what the tensors imply: the ASPP width is read from them, and
+    the output stride and rates of ml-cvnets' recipes are inferred
+    (:func:`deeplab_recipe`).  ``model.pretrained_cfg["sources"]`` says, per
+    setting, "argument", "config.json", "file" or "assumed" (also in
+    ``repr(model)`` and ``model.summary()``).  ml-cvnets' training-only aux head
+    (``seg_head.aux_head.*``) is checked against the shapes it must have and
+    ignored (``pretrained_cfg["ignored"]``); any other unknown key is an error.
+
+    Preprocessing (``model.pretrained_cfg["preprocess"]``, used by ``predict``,
+    ``segment``, :class:`~mobilevit.Predictor` and the CLI): ``preset`` (a name
+    of :data:`mobilevit.preprocess.PRESETS` or a ``Preprocess``) if given, else
+    the checkpoint's ``preprocessor_config.json`` / ``config.json``, else the
+    preset of its origin (:data:`mobilevit.preprocess.ORIGIN_PRESETS`)."""
+    from .preprocess import ORIGIN_PRESETS, Preprocess, preset_for_origin
+    if preset is not None and not isinstance(preset, (str, Preprocess)):
+        raise TypeError(f"preset must be a preset name or a mobilevit.preprocess.Preprocess, "
+                        f"got {type(preset).__name__}")
+    user_preset = Preprocess.from_name(preset) if isinstance(preset, str) else preset
     requested = source
     if isinstance(source, (str, os.PathLike)):
         from .remote import resolve
@@ -283,6 +415,7 @@ def from_pretrained(source, model_name: Optional[str] = None, num_classes: Optio
     name = model_name or cfg_json.get("architecture") or _hf_variant(cfg_json) or infer_variant(timm_sd)
     base = get_config(name)
     kwargs = {}
+    sources, recipe, note, aux = {}, None, None, False
     if any(k.startswith("seg_head.") for k in timm_sd):
         w = timm_sd.get("seg_head.classifier.weight")
         proj = timm_sd.get("seg_head.aspp.project.conv.weight")
@@ -290,19 +423,20 @@ def from_pretrained(source, model_name: Optional[str] = None, num_classes: Optio
             if t is not None and np.ndim(t) < 1:
                 raise CheckpointError(f"{k} has shape {np.shape(t)}, not a conv weight")
         n_cls = num_classes if num_classes is not None else (int(np.shape(w)[0]) if w is not None else 21)
-        kwargs = dict(head="deeplabv3",
-                      output_stride=int(cfg_json.get("output_stride") or 16),
-                      aspp_rates=tuple(cfg_json.get("atrous_rates") or (6, 12, 18)),
-                      aspp_channels=int(np.shape(proj)[0]) if proj is not None else None)
-        if base.version == 2 and detected == "cvnets":
-            kwargs["dilate_block_conv"] = True
+        kwargs, sources, recipe, note, aux = _deeplab_settings(base, timm_sd, detected, cfg_json, n_cls,
+                                                               output_stride, aspp_rates, aspp_channels)
     else:
+        given = [k for k, v in (("output_stride", output_stride), ("aspp_rates", aspp_rates),
+                                ("aspp_channels", aspp_channels)) if v is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} apply to a DeepLabv3 checkpoint (seg_head.* tensors); "
+                             f"this one is a classifier")
         n_cls = num_classes if num_classes is not None else _num_classes(timm_sd)
     if base.version == 2:
         kwargs["odd_size"] = cfg_json.get("odd_size") or ("crop" if detected == "hf" else "resize")
     from .model import create_model
     model = create_model(name, num_classes=n_cls, **kwargs)
-    model.load_state_dict(timm_sd, strict=strict, scheme="timm")
+    result = model.load_state_dict(timm_sd, strict=strict, scheme="timm")
     if n_cls and num_classes is None and any(cfg_json.get(k) is not None for k in ("id2label", "label_names")):
         from .labels import class_names
         model.class_names, _ = class_names(cfg_json, n_cls)  # the checkpoint's own names, LABEL_n included
@@ -310,14 +444,52 @@ def from_pretrained(source, model_name: Optional[str] = None, num_classes: Optio
         labels = _labels_from(cfg_json, n_cls)  # older folders with "class_names"
         if labels is not None:
             model.class_names = labels
-    model.pretrained_cfg = {
+
+    head = model.cfg.head
+    origin_key = checkpoint_origin(detected, base.version, head, recipe)
+    pre, pre_source = user_preset, "argument"
+    if pre is None and pre_json:
+        try:
+            pre, pre_source = Preprocess.from_hf_config(pre_json), "preprocessor_config.json"
+        except (ValueError, TypeError, KeyError) as e:
+            raise CheckpointError(f"{origin}: preprocessor_config.json: {e}") from None
+    if pre is None and isinstance(cfg_json.get("preprocess"), dict):
+        p = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg_json["preprocess"].items()}
+        try:
+            pre, pre_source = Preprocess(**p), "config.json"
+        except (ValueError, TypeError) as e:
+            raise CheckpointError(f"{origin}: config.json 'preprocess': {e}") from None
+    if pre is None and cfg_json.get("pretrained_cfg"):
+        try:
+            pre, pre_source = Preprocess.from_timm_cfg(cfg_json["pretrained_cfg"]), "config.json pretrained_cfg"
+        except (ValueError, TypeError, KeyError):
+            pre = None    # a timm cfg this package cannot mirror: the origin's preset
+    if pre is None:
+        pre, pre_source = preset_for_origin(origin_key), f"origin: {ORIGIN_PRESETS[origin_key][0]}"
+    import dataclasses
+    pc = {
         "source": origin, "scheme": detected, "architecture": name,
         "requested": os.fspath(requested) if isinstance(requested, (str, os.PathLike)) else "mapping",
         "image_size": cfg_json.get("image_size") or (cfg_json.get("pretrained_cfg") or {}).get("input_size"),
         "preprocessor_config": pre_json,
         "pretrained_cfg": cfg_json.get("pretrained_cfg"),
-        "preprocess": cfg_json.get("preprocess"),
+        "origin": origin_key,
+        "preprocess": dataclasses.asdict(pre),
+        "preprocess_source": pre_source,
     }
+    if head == "deeplabv3":
+        pc["sources"] = sources
+        pc["recipe"] = recipe
+        pc["recipe_note"] = note
+        if isinstance(cfg_json.get("align_corners"), bool):
+            pc["align_corners"] = cfg_json["align_corners"]
+        else:   # ml-cvnets v0.2+ upsamples its logits with align_corners=True; v0.1 and HF with False
+            pc["align_corners"] = origin_key in ("cvnets_v2_deeplab", "cvnets_v2_deeplab_v1")
+    if result.ignored_keys:
+        pc["ignored"] = {"keys": list(result.ignored_keys),
+                         "why": "ml-cvnets' auxiliary segmentation head on layer 4 (use_aux_head): a "
+                                "training-only branch its forward() skips in eval mode"}
+    model.pretrained_cfg = pc
     return model
 
 

@@ -99,6 +99,11 @@ _HF_RULES = [
 
 _CVNETS_RULES = [
     (r"^encoder\.", ""),
+    # ml-cvnets' auxiliary head on layer 4 (use_aux_head, training only): renamed so that the model can
+    # check it against the shapes it must have and ignore it by name (MobileViT.load_state_dict)
+    (r"^seg_head\.aux_head\.0\.block\.conv\.", "seg_head.aux_head.0.conv."),
+    (r"^seg_head\.aux_head\.0\.block\.norm\.", "seg_head.aux_head.0.bn."),
+    (r"^seg_head\.aux_head\.2\.block\.conv\.", "seg_head.aux_head.2."),
     (r"^seg_head\.aspp\.aspp_layer\.convs\.(\d)\.aspp_pool\.conv_1x1\.block\.conv\.", r"seg_head.aspp.convs.\1.conv."),
     (r"^seg_head\.aspp\.aspp_layer\.convs\.(\d)\.aspp_pool\.conv_1x1\.block\.norm\.", r"seg_head.aspp.convs.\1.bn."),
     (r"^seg_head\.aspp\.aspp_layer\.convs\.(\d)\.block\.conv\.", r"seg_head.aspp.convs.\1.conv."),
@@ -200,8 +205,6 @@ def to_timm(sd: Mapping[str, object], scheme: str | None = None, partial: bool =
         return out, scheme
     if scheme == "cvnets":
         for k, v in sd.items():
-            if k.startswith("seg_head.aux_head.") or k.startswith("encoder.seg_head.aux_head."):
-                continue            # training-only auxiliary head (HF's converters drop it too)
             out[_fix_cvnets_norm(_apply(_CVNETS_RULES, k))] = v
         return out, scheme
     raise ValueError(f"unknown naming scheme {scheme!r}")

@@ -22,7 +22,7 @@ def imagenet_labels() -> List[str]:
         rows = [line.rstrip("\n").split("\t", 1) for line in f if line.strip()]
     return [r[1] if len(r) > 1 else r[0] for r in rows]
 
-__all__ = ["class_names"]
+__all__ = ["class_names", "model_class_names", "imagenet_labels"]
 
 _INT = re.compile(r"[0-9]+")
 
@@ -101,3 +101,14 @@ def class_names(config: Optional[Mapping], num_classes: int) -> Tuple[List[str],
     if num_classes == 1000:
         return imagenet_labels(), True
     return [f"class_{i}" for i in range(num_classes)], False
+
+
+def model_class_names(model) -> Tuple[List[str], bool]:
+    """``(names, assumed)`` for a model's outputs — the one rule the predictor, the CLI and the
+    notebook pictures use: ``model.class_names`` when set (the checkpoint's own labels, as
+    :func:`mobilevit.from_pretrained` read them, or the user's), else :func:`class_names` with no
+    config: the ImageNet-1k names for 1000 outputs (``assumed=True``), else ``class_<i>``."""
+    names = getattr(model, "class_names", None)
+    if names:
+        return list(names), False
+    return class_names(None, int(model.num_classes))

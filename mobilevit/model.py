@@ -60,15 +60,19 @@ class LoadResult:
     """What :meth:`MobileViT.load_state_dict` did (like torch's
     ``_IncompatibleKeys``)."""
 
-    def __init__(self, missing, unexpected, mismatched, scheme):
+    def __init__(self, missing, unexpected, mismatched, scheme, ignored=()):
         self.missing_keys = list(missing)
         self.unexpected_keys = list(unexpected)
         self.mismatched_keys = list(mismatched)
         self.scheme = scheme
+        #: training-only tensors recognised by name and shape and left out (ml-cvnets' aux head;
+        #: see :func:`training_only_shapes`), in timm-style names
+        self.ignored_keys = list(ignored)
 
     def __repr__(self):
         return (f"LoadResult(scheme={self.scheme!r}, missing_keys={self.missing_keys}, "
-                f"unexpected_keys={self.unexpected_keys}, mismatched_keys={self.mismatched_keys})")
+                f"unexpected_keys={self.unexpected_keys}, mismatched_keys={self.mismatched_keys}, "
+                f"ignored_keys={self.ignored_keys})")
 
 
 def _bn_names(prefix: str, c: int):
@@ -170,6 +174,25 @@ def parameter_shapes(cfg: MobileViTConfig) -> Dict[str, Tuple[int, ...]]:
     if cfg.num_classes > 0:
         s["head.fc.weight"] = (cfg.num_classes, cin)
         s["head.fc.bias"] = (cfg.num_classes,)
+    return s
+
+
+def training_only_shapes(cfg: MobileViTConfig) -> Dict[str, Tuple[int, ...]]:
+    """Tensors a checkpoint may carry that inference never uses, with the shapes they must have
+    (timm-style names, see :mod:`mobilevit.keymap`).  ml-cvnets' DeepLabv3 with ``use_aux_head``
+    (its v0.2+ segmentation recipes) trains an auxiliary head on layer 4 — conv 3x3 (C4 ->
+    max(C4 // 4, 128)) + BN + ReLU, dropout, conv 1x1 with bias to the classes — that its
+    ``forward`` runs only in training mode.  :meth:`MobileViT.load_state_dict` ignores exactly
+    these tensors (and reports them as ``ignored_keys``); any other name under
+    ``seg_head.aux_head.`` or a wrong shape is an error like any unknown key."""
+    if cfg.head != "deeplabv3":
+        return {}
+    c4 = cfg.blocks[1].channels
+    inner = max(c4 // 4, 128)
+    s: Dict[str, Tuple[int, ...]] = {"seg_head.aux_head.0.conv.weight": (inner, c4, 3, 3)}
+    s.update(_bn_names("seg_head.aux_head.0.bn", inner))
+    s["seg_head.aux_head.2.weight"] = (cfg.num_classes, inner, 1, 1)
+    s["seg_head.aux_head.2.bias"] = (cfg.num_classes,)
     return s
 
 
@@ -549,7 +572,20 @@ class MobileViT:
                     mismatched.append((k, shp, tuple(v.shape)))
                     continue
             new[k] = v
-        unexpected = [k for k in renamed if k not in self.shapes and not k.endswith("num_batches_tracked")]
+        train_only = training_only_shapes(self.cfg)
+        ignored, unexpected = [], []
+        for k in renamed:
+            if k in self.shapes or k.endswith("num_batches_tracked"):
+                continue
+            shp = train_only.get(k)
+            if shp is None:
+                unexpected.append(k)
+                continue
+            v = to_numpy(renamed[k])
+            if tuple(v.shape) == shp:
+                ignored.append(k)
+            else:       # the aux head of another network: not this checkpoint's
+                mismatched.append((k, shp, tuple(v.shape)))
         if strict and (missing or mismatched or unexpected):
             lines = [f"state dict ({scheme} names) does not fit {self.cfg.name} "
                      f"(num_classes={self.cfg.num_classes}):"]
@@ -564,7 +600,7 @@ class MobileViT:
         merged = dict(self.params)
         merged.update(new)
         self._set_params(merged)     # builds the new network, then swaps it in
-        return LoadResult(missing, unexpected, mismatched, scheme)
+        return LoadResult(missing, unexpected, mismatched, scheme, ignored)
 
     # ---- pickling: configuration + weights, no pointers; the graph is rebuilt lazily
     def __getstate__(self):
@@ -671,16 +707,21 @@ class MobileViT:
         return y.reshape(y.shape[0], y.shape[1])
 
     def segment(self, image, preset=None, num_threads: Optional[int] = None,
-                align_corners: bool = False) -> np.ndarray:
+                align_corners: Optional[bool] = None) -> np.ndarray:
         """Label mask [H, W] (int64) at the image's own resolution for one
         image (path, PIL image or HWC array) or a preprocessed NCHW batch
         ([B, H, W] masks).  Logits are bilinearly upsampled to the input size
         before the argmax: ``align_corners=False`` as transformers'
-        ``post_process_semantic_segmentation``, ``True`` as ml-cvnets.  The
+        ``post_process_semantic_segmentation`` and ml-cvnets v0.1, ``True`` as
+        ml-cvnets v0.2+; ``None`` (default): the checkpoint's origin's
+        convention (``pretrained_cfg["align_corners"]``, set by
+        :func:`mobilevit.from_pretrained`), else False.  The
         upsampling and argmax are one fused kernel, so memory is the mask
         itself (8 bytes per pixel), never num_classes float maps."""
         if self.cfg.head != "deeplabv3":
             raise ValueError("segment() needs a segmentation model (head='deeplabv3')")
+        if align_corners is None:
+            align_corners = bool((self.pretrained_cfg or {}).get("align_corners", False))
         from .ops import interpolate_bilinear_argmax
         arr = np.asarray(image) if isinstance(image, np.ndarray) else None
         if arr is not None and arr.ndim == 4:
@@ -792,7 +833,13 @@ class MobileViT:
         blocks = ", ".join(f"C{b.channels}/d{b.dim}/L{b.depth}" for b in c.blocks)
         extra = ""
         if c.head == "deeplabv3":
-            extra = f"head='deeplabv3', output_stride={c.output_stride}, "
+            src = (self.pretrained_cfg or {}).get("sources") or {}
+
+            def tag(field):   # where a loaded checkpoint's setting came from (see from_pretrained)
+                return f" [{src[field]}]" if field in src else ""
+            extra = (f"head='deeplabv3', output_stride={c.output_stride}{tag('output_stride')}, "
+                     f"aspp_rates={tuple(c.aspp_rates)}{tag('aspp_rates')}, "
+                     f"aspp_channels={c.aspp_channels}{tag('aspp_channels')}, ")
         elif self.features_only:
             extra = f"features_only=True, out_indices={tuple(self.out_indices)}, "
         if c.version == 2:
@@ -917,9 +964,17 @@ def create_model(name: str, num_classes: Optional[int] = None, pretrained: bool 
     if dilate_block_conv is not None:
         changes["dilate_block_conv"] = bool(dilate_block_conv)
     if aspp_channels is not None:
+        if isinstance(aspp_channels, bool) or not isinstance(aspp_channels, (int, np.integer)) or \
+                not 1 <= aspp_channels <= 65536:
+            raise ValueError(f"aspp_channels must be an int in 1..65536, got {aspp_channels!r}")
         changes["aspp_channels"] = int(aspp_channels)
     if aspp_rates is not None:
-        changes["aspp_rates"] = tuple(int(r) for r in aspp_rates)
+        rates = tuple(aspp_rates) if isinstance(aspp_rates, (list, tuple)) else None
+        if rates is None or len(rates) != 3 or any(isinstance(r, bool) or not isinstance(r, (int, np.integer))
+                                                   or not 1 <= r <= 1024 for r in rates):
+            raise ValueError(f"aspp_rates must be 3 ints in 1..1024 (the atrous rates of the ASPP's 3x3 "
+                             f"branches), got {aspp_rates!r}")
+        changes["aspp_rates"] = tuple(int(r) for r in rates)
     if head == "none" and not features_only:
         changes["final_channels"] = 0
     cfg = replace(base, **changes)

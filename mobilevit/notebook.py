@@ -86,6 +86,8 @@ def prediction_image(row) -> Image.Image:
     font = _font()
     labels, scores = list(row.get("labels") or []), list(row.get("scores") or [])
     title = os.path.basename(row.get("path") or "") or f"input #{row.get('index', 0)}"
+    if getattr(row, "labels_assumed", False):      # the checkpoint had no names: say so on the picture
+        title = _clip(title, 22) + " (ImageNet names assumed)"
     height = max(THUMB, 24 + ROW_H * max(1, len(labels)) + 8)
     card = Image.new("RGB", (THUMB + 16 + LABEL_W + BAR_W + 60, height + 16), "white")
     img = _image_of(row)
@@ -264,4 +266,17 @@ def model_summary(model, input_size: Optional[Tuple[int, int]] = None) -> Summar
              + f": {total / 1e6:.2f} M parameters, {cfg.num_classes} classes, input {cfg.in_channels} x {h} x {w}")
     footer = (f"total {total:,} parameters ({total * 4 / 2**20:.1f} MiB float32); isa {_C.get_isa()!r}; "
               f"threads {_C.get_num_threads()}")
+    pc = getattr(model, "pretrained_cfg", None) or {}
+    if cfg.head == "deeplabv3" and pc.get("sources"):   # what a loaded checkpoint said and what was assumed
+        src = pc["sources"]
+        footer += ("\nhead settings: " + ", ".join(
+            f"{k}={v} ({src[k]})" for k, v in (("output_stride", cfg.output_stride),
+                                               ("aspp_rates", tuple(cfg.aspp_rates)),
+                                               ("aspp_channels", cfg.aspp_channels)) if k in src))
+        if pc.get("recipe_note"):
+            footer += f"\n{pc['recipe_note']}"
+    if pc.get("ignored"):
+        footer += f"\nignored {len(pc['ignored']['keys'])} tensors: {pc['ignored']['why']}"
+    if pc.get("preprocess_source"):
+        footer += f"\npreprocessing: {pc['preprocess'].get('name') or 'custom'} ({pc['preprocess_source']})"
     return Summary(title, ("stage", "module", "output (C x H x W)", "reduction", "params"), rows, footer)

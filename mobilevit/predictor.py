@@ -21,19 +21,13 @@ from .imageio import load_image
 from .preprocess import Preprocess
 from .sampler import batch_size_for, multi_scale_sizes, nearest_scale
 
-from .labels import imagenet_labels  # noqa: F401  (re-exported)
+from .labels import imagenet_labels, model_class_names  # noqa: F401  (imagenet_labels re-exported)
 
 
 def class_names_for(model) -> List[str]:
-    """The model's class names: ``model.class_names`` if set, the ImageNet-1k names for a
-    1000-class model, else ``class_0`` ... ``class_{n-1}``."""
-    names = getattr(model, "class_names", None)
-    if names:
-        return list(names)
-    n = model.num_classes
-    if n == 1000 and os.path.exists(_IMAGENET_FILE):
-        return imagenet_labels()
-    return [f"class_{i}" for i in range(n)]
+    """The model's class names (:func:`mobilevit.labels.model_class_names`: ``model.class_names``
+    if set, the ImageNet-1k names — assumed — for a 1000-class model, else ``class_0`` ...)."""
+    return model_class_names(model)[0]
 
 
 def preset_for(model) -> Preprocess:
@@ -41,16 +35,19 @@ def preset_for(model) -> Preprocess:
     preprocessor_config.json, a bundled model's own settings, or the preset of
     the checkpoint's ecosystem (hf / timm / cvnets)."""
     pc = getattr(model, "pretrained_cfg", None) or {}
-    if pc.get("preprocessor_config"):
-        return Preprocess.from_hf_config(pc["preprocessor_config"])
-    if pc.get("preprocess"):
+    if pc.get("preprocess"):     # resolved by from_pretrained (argument, checkpoint files or origin)
         p = dict(pc["preprocess"])
         return Preprocess(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in p.items()})
+    if pc.get("preprocessor_config"):
+        return Preprocess.from_hf_config(pc["preprocessor_config"])
     if pc.get("pretrained_cfg"):
         try:
             return Preprocess.from_timm_cfg(pc["pretrained_cfg"])
         except Exception:
             pass
+    if pc.get("origin"):
+        from .preprocess import preset_for_origin
+        return preset_for_origin(pc["origin"])
     scheme = pc.get("scheme")
     return Preprocess.from_name({"timm": "timm", "cvnets": "cvnets"}.get(scheme, "hf"))
 
@@ -116,6 +113,9 @@ class Prediction(dict):
     its top-k (``_repr_png_`` / ``_repr_html_``, drawn with Pillow)."""
 
     image = None
+    #: True when ``labels`` are ImageNet-1k names assumed for a checkpoint that carries no class
+    #: names (an attribute, not a key: the row schema is unchanged); see :attr:`Predictor.label_source`
+    labels_assumed = False
 
     @property
     def label(self) -> Optional[str]:
@@ -193,7 +193,14 @@ class Predictor:
                                        max_size=tuple(round(s * 320 / 256) for s in self.base_size))
         self.scales = [tuple(s) if not isinstance(s, int) else (s, s) for s in scales]
         self.num_workers = num_workers or min(4, os.cpu_count() or 1)
-        self.class_names = list(class_names) if class_names else class_names_for(model)
+        if class_names:
+            self.class_names, self.labels_assumed = list(class_names), False
+        else:
+            self.class_names, self.labels_assumed = model_class_names(model)
+        #: where the names in ``labels`` come from: "given" (class_names=), "checkpoint",
+        #: "assumed: ImageNet-1k" (a 1000-class checkpoint without names) or "placeholders"
+        self.label_source = ("given" if class_names else "assumed: ImageNet-1k" if self.labels_assumed
+                             else "checkpoint" if getattr(model, "class_names", None) else "placeholders")
         self.num_threads = check_num_threads(num_threads)
         self._presets: Dict[Tuple[int, int], Preprocess] = {}
 
@@ -257,10 +264,13 @@ class Predictor:
     def _row(self, idx, name, class_ids=(), scores=(), error=None) -> Prediction:
         names = self.class_names
         # messages can quote a raw (surrogate-escaped) file name; keep every row UTF-8 encodable
-        return Prediction(index=idx, path=name,
-                          labels=[names[c] if c < len(names) else str(c) for c in class_ids],
-                          scores=list(scores), class_ids=list(class_ids),
-                          error=display_name(error) if error is not None else None)
+        row = Prediction(index=idx, path=name,
+                         labels=[names[c] if c < len(names) else str(c) for c in class_ids],
+                         scores=list(scores), class_ids=list(class_ids),
+                         error=display_name(error) if error is not None else None)
+        if self.labels_assumed:
+            row.labels_assumed = True
+        return row
 
     def predict(self, inputs, progress: bool = False, total: Optional[int] = None,
                 names: Optional[Iterable[Optional[str]]] = None) -> Iterator[Prediction]:

@@ -12,6 +12,12 @@ Presets (``Preprocess.from_name``; spec section 5, ecosystem notes A.4):
   with OpenCV ``INTER_LINEAR`` (no antialiasing), crop 256 (floor), /255, **BGR**.
 * ``timm_v2`` — timm ``mobilevitv2_*``: ⌊256/0.888⌋ = 288, bicubic, crop 256 (round), RGB.
 * ``cvnets_v2`` — ml-cvnets v0.2+ (PIL) eval: 288 bicubic, crop 256 (floor), /255, RGB.
+* ``hf_seg`` — transformers' DeepLabv3 checkpoints: short side 544, bilinear, crop 512, BGR.
+* ``cvnets_seg`` — ml-cvnets v0.1 segmentation eval: OpenCV bilinear to 512x512, BGR.
+* ``cvnets_v2_seg`` / ``cvnets_v2_seg_bilinear`` — ml-cvnets v0.2+ segmentation eval: short side 512
+  (bicubic / bilinear), no crop, RGB.
+
+:data:`ORIGIN_PRESETS` says which preset a checkpoint of each origin gets by default.
 
 Pipeline (fixed order; ``resize_shortest``/``resize_size``, ``crop`` and ``rescale`` can each be
 ``None`` to skip that step):
@@ -65,7 +71,7 @@ from PIL import Image
 
 from .imageio import load_image
 
-__all__ = ["Preprocess", "PRESETS", "available_presets", "center_crop", "center_crop_offsets", "resize_cv2_linear",
+__all__ = ["Preprocess", "PRESETS", "ORIGIN_PRESETS", "preset_for_origin", "available_presets", "center_crop", "center_crop_offsets", "resize_cv2_linear",
            "PreprocessLimitError", "set_memory_limit", "get_memory_limit", "DEFAULT_MEMORY_LIMIT"]
 
 _PIL_FILTERS = {
@@ -277,7 +283,8 @@ class Preprocess:
 
     @classmethod
     def from_name(cls, name: str, **overrides: Any) -> "Preprocess":
-        """A named preset (``hf``, ``timm``, ``cvnets``, ``timm_v2``, ``cvnets_v2``) with fields replaced.
+        """A named preset (``hf``, ``timm``, ``cvnets``, ``timm_v2``, ``cvnets_v2``, ``hf_seg``, ``cvnets_seg``,
+        ``cvnets_v2_seg``, ``cvnets_v2_seg_bilinear``) with fields replaced.
 
         Overrides are applied literally (``crop=224`` keeps the preset's resize); use
         ``.resized(h, w)`` to move the whole pipeline to another resolution with the preset's rule.
@@ -649,7 +656,47 @@ PRESETS: Dict[str, Preprocess] = {
                           channel_order="RGB", crop_rounding="round", crop_pct=0.888, name="timm_v2"),
     "cvnets_v2": Preprocess(resize_shortest=288, crop=(256, 256), interpolation="bicubic", channel_order="RGB",
                             crop_rounding="floor", name="cvnets_v2"),
+    # DeepLabv3.  transformers' conversion script saves MobileViTImageProcessor(crop_size=512,
+    # size=544) with the apple/deeplabv3-mobilevit-* checkpoints (BGR as for the classifiers).
+    "hf_seg": Preprocess(resize_shortest=544, crop=(512, 512), interpolation="bilinear", channel_order="BGR",
+                         crop_rounding="floor", name="hf_seg"),
+    # ml-cvnets v0.1 segmentation evaluation (engine/eval_segmentation.py, Resize(size=(512, 512)) in
+    # data/transforms/image.py): OpenCV images (BGR), cv2.resize INTER_LINEAR to exactly 512x512.
+    "cvnets_seg": Preprocess(resize_shortest=None, resize_size=(512, 512), crop=None, interpolation="cv2_linear",
+                             channel_order="BGR", name="cvnets_seg"),
+    # ml-cvnets v0.2+ segmentation evaluation (--evaluation.segmentation.resize-input-images): PIL RGB,
+    # short side 512 keeping the aspect ratio, no crop, /255, no mean/std; the interpolation is the
+    # recipe's image_augmentation.resize.interpolation: bicubic in the MobileViTv2 yamls
+    # (ade20k/pascal_voc deeplabv3_mobilevitv2.yaml), bilinear in pascal_voc/deeplabv3_mobilevit.yaml.
+    "cvnets_v2_seg": Preprocess(resize_shortest=512, crop=None, interpolation="bicubic", channel_order="RGB",
+                                name="cvnets_v2_seg"),
+    "cvnets_v2_seg_bilinear": Preprocess(resize_shortest=512, crop=None, interpolation="bilinear",
+                                         channel_order="RGB", name="cvnets_v2_seg_bilinear"),
 }
+
+#: Where a checkpoint comes from -> (description, the preset its weights were evaluated with).
+#: :func:`mobilevit.from_pretrained` determines the origin from the key names, the tensor shapes and
+#: the head (see ``mobilevit.hub.checkpoint_origin``) and uses this preset unless the checkpoint's own
+#: files say more (``preprocessor_config.json``, a timm ``pretrained_cfg``, a ``model.save`` config)
+#: or the caller passes ``preset=``.
+ORIGIN_PRESETS: Dict[str, Tuple[str, str]] = {
+    "hf": ("HF transformers classifier (MobileViT / MobileViTV2)", "hf"),
+    "hf_deeplab": ("HF transformers DeepLabv3", "hf_seg"),
+    "timm": ("timm MobileViT v1", "timm"),
+    "timm_v2": ("timm MobileViTv2", "timm_v2"),
+    "cvnets": ("ml-cvnets MobileViT v1 (the released v0.1 weights)", "cvnets"),
+    "cvnets_v2": ("ml-cvnets MobileViTv2 (v0.2+)", "cvnets_v2"),
+    "cvnets_deeplab": ("ml-cvnets v0.1 DeepLabv3 on MobileViT v1 (output stride 16, ASPP 256)", "cvnets_seg"),
+    "cvnets_v2_deeplab_v1": ("ml-cvnets v0.2+ DeepLabv3 on MobileViT v1", "cvnets_v2_seg_bilinear"),
+    "cvnets_v2_deeplab": ("ml-cvnets v0.2+ DeepLabv3 on MobileViTv2", "cvnets_v2_seg"),
+}
+
+
+def preset_for_origin(origin: str) -> "Preprocess":
+    """The preset of an origin key of :data:`ORIGIN_PRESETS`."""
+    if origin not in ORIGIN_PRESETS:
+        raise ValueError(f"unknown checkpoint origin {origin!r}; known: {', '.join(ORIGIN_PRESETS)}")
+    return PRESETS[ORIGIN_PRESETS[origin][1]]
 
 
 def available_presets() -> Sequence[str]:

@@ -29,7 +29,7 @@ def _one_line_error(capsys, prefix):
 
 
 @pytest.mark.parametrize("argv,words", [
-    (["predict", "--preset", "bogus"], ["--preset", "bogus", "hf, timm"]),
+    (["predict", "--preset", "bogus"], ["--preset", "bogus", "hf, hf_seg, timm"]),
     (["predict", "--preset", ""], ["--preset"]),
     (["predict", "--top-k", "0"], ["--top-k", ">= 1"]),
     (["predict", "--top-k", "-3"], ["--top-k"]),

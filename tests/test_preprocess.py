@@ -272,7 +272,8 @@ def test_cvnets_preset_pipeline():
 # ----------------------------------------------------------------------------- API
 
 def test_presets_and_overrides():
-    assert set(available_presets()) == {"hf", "timm", "cvnets", "timm_v2", "cvnets_v2"}
+    assert set(available_presets()) == {"hf", "timm", "cvnets", "timm_v2", "cvnets_v2", "hf_seg", "cvnets_seg",
+                                      "cvnets_v2_seg", "cvnets_v2_seg_bilinear"}
     p = Preprocess.from_name("HF", crop=224)
     assert p.crop == (224, 224) and p.resize_shortest == 288 and p.channel_order == "BGR"
     assert Preprocess.from_name("timm", channel_order="bgr").channel_order == "BGR"

@@ -140,6 +140,13 @@ def _segment(out, err, wd):
     assert all(line.startswith("images/digit_") and " digit " in line for line in lines[1:])
 
 
+@check("the OS-8 recipe is inferred")
+def _recipe(out, err, wd):
+    first, note, last = out.splitlines()
+    assert "output_stride=8 [assumed]" in first and "aspp_channels=512 [file]" in first, first
+    assert "pascal_voc/deeplabv3_mobilevit.yaml" in note and last == "16", (note, last)
+
+
 @check("mobilevit.dask.predict")
 def _dask(out, err, wd):
     assert os.listdir(os.path.join(wd, "predictions_dask")) and "labels" in out

@@ -26,13 +26,16 @@ def save_model(model, path: str, metadata: Optional[Dict[str, str]] = None) -> s
     names, preprocessing) is written."""
     c = model.cfg
     cfg = {"architecture": c.name, "num_classes": c.num_classes}
+    pc = getattr(model, "pretrained_cfg", {}) or {}
     if c.head == "deeplabv3":
-        cfg.update(output_stride=c.output_stride, atrous_rates=list(c.aspp_rates))
+        cfg.update(output_stride=c.output_stride, atrous_rates=list(c.aspp_rates), aspp_out_channels=c.aspp_channels,
+                   dilate_block_conv=bool(c.dilate_block_conv))
+        if isinstance(pc.get("align_corners"), bool):
+            cfg["align_corners"] = pc["align_corners"]
     if c.version == 2:
         cfg["odd_size"] = c.odd_size
     if model.class_names:
         cfg["label_names"] = list(model.class_names)
-    pc = getattr(model, "pretrained_cfg", {}) or {}
     if pc.get("preprocess"):
         cfg["preprocess"] = pc["preprocess"]
     meta = {"format": "pt", "mobilevit_config": json.dumps(cfg)}

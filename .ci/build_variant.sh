@@ -49,6 +49,10 @@ fi
 clang --version | head -1
 gcc --version | head -1
 
+# pyproject's build requirements in the build venv (a Python 3.11 venv starts with setuptools 65,
+# too old for its license field)
+"$PY" -c "import numpy, setuptools, sys; sys.exit(int(setuptools.__version__.split('.')[0]) < 77)" \
+    2>/dev/null || "$PY" -m pip install -q "setuptools>=77" wheel numpy
 # ---- scratch copy -----------------------------------------------------------------------------
 SRC=$WORK/src
 rm -rf "$SRC" "$WORK/build"

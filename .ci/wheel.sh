@@ -45,6 +45,10 @@ git -C "$ROOT" ls-files -co --exclude-standard -z | grep -zv '^build/' \
     | (cd "$ROOT" && tar --null -cf - -T -) | tar -xf - -C "$SRC"
 find "$SRC/mobilevit" -name '_C*.so' -delete
 
+# pyproject's build requirements in the build venv (a Python 3.11 venv starts with setuptools 65,
+# too old for its license field)
+"$PY" -c "import numpy, setuptools, sys; sys.exit(int(setuptools.__version__.split('.')[0]) < 77)" \
+    2>/dev/null || "$PY" -m pip install -q "setuptools>=77" wheel numpy
 step "pip wheel --no-deps"
 ISO=(--no-build-isolation)
 [ "${WHEEL_BUILD_ISOLATION:-0}" = 1 ] && ISO=()

@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "mv_port.h"
 
 /* Every entry point that can fail returns one of these; the binding maps them
  * to Python exceptions (ValueError / MemoryError / RuntimeError). */
@@ -45,10 +46,10 @@ static inline void mv_partition(ptrdiff_t total, int tid, int nth,
 
 /* Checked size arithmetic: return 0 on overflow. */
 static inline int mv_mul_ok(size_t a, size_t b, size_t *out) {
-    return !__builtin_mul_overflow(a, b, out);
+    return !MV_MUL_OVERFLOW(a, b, out);
 }
 static inline int mv_add_ok(size_t a, size_t b, size_t *out) {
-    return !__builtin_add_overflow(a, b, out);
+    return !MV_ADD_OVERFLOW(a, b, out);
 }
 
 #define MV_ALIGN 64

@@ -28,6 +28,8 @@ Predictor(model, preset=None, batch_size=16, top_k=5)
     ``mobilevit.ray.MobileViTPredictor`` write the same rows (``predictor.SCHEMA_VERSION``).
 set_num_threads(n) / set_isa("ref"|"avx2"|"avx512"|"auto")
     Threads for every kernel; force a kernel path.
+build_info()
+    What this binary was built with (compiler, OpenMP or single-threaded) and what it can run.
 
     >>> import mobilevit
     >>> row = mobilevit.predict("digit.png")            # bundled default model
@@ -57,14 +59,42 @@ _ISA_NAMES = ("ref", "avx2", "avx512")
 
 def set_num_threads(n: int) -> None:
     """Threads used by every kernel (default: OMP_NUM_THREADS, else all cores);
-    an int in 1..1024.  Per-call ``num_threads=`` follows the same rule."""
+    an int in 1..1024.  Per-call ``num_threads=`` follows the same rule.
+
+    A build without OpenMP (``build_info()["openmp"]`` is False) accepts the
+    same values, so code written for either build runs on both, but runs every
+    call on one thread: ``n > 1`` gives a RuntimeWarning and
+    ``get_num_threads()`` stays 1."""
     from .threads import check_num_threads
-    _C.set_num_threads(check_num_threads(n))
+    n = check_num_threads(n)
+    _C.set_num_threads(n)
+    if n > 1 and not _C.has_openmp():
+        import warnings
+        warnings.warn(f"set_num_threads({n}): this mobilevit build has no OpenMP and runs single-threaded "
+                      "(rebuild with an OpenMP compiler: README, Portability)", RuntimeWarning, stacklevel=2)
 
 
 def get_num_threads() -> int:
     """Threads a call uses when it names none (1 in a forked child)."""
     return _C.get_num_threads()
+
+
+def build_info() -> dict:
+    """How this copy of the C core was built and what it can run here:
+    ``version``, ``compiler`` (e.g. "gcc 12.2.0", "clang 14.0.6"),
+    ``openmp`` (bool), ``openmp_version`` (e.g. "4.5", from the compiler's
+    ``_OPENMP`` date; None without OpenMP), ``threading`` ("OpenMP" or
+    "single-threaded"), ``max_threads`` (what set_num_threads can make a call
+    use), ``isa`` (the kernel path in use) and ``available_isas``."""
+    c = _C.build_info()
+    omp = c["openmp"] > 0
+    versions = {200203: "2.0", 200505: "2.5", 200805: "3.0", 201107: "3.1", 201307: "4.0",
+                201511: "4.5", 201811: "5.0", 202011: "5.1", 202111: "5.2", 202411: "6.0"}
+    return {"version": __version__, "compiler": c["compiler"], "openmp": omp,
+            "openmp_version": versions.get(c["openmp"], str(c["openmp"])) if omp else None,
+            "threading": "OpenMP" if omp else "single-threaded",
+            "max_threads": _C.MAX_THREADS if omp else 1,
+            "isa": get_isa(), "available_isas": available_isas()}
 
 
 def set_isa(isa: str = "auto") -> None:
@@ -108,4 +138,4 @@ _isa_from_environment()
 
 __all__ = ["predict", "set_default_memory_limit", "create_model", "from_pretrained", "Predictor", "load_checkpoint", "CheckpointError", "UnsafeCheckpointError", "list_models", "get_config", "MobileViT", "MobileViTConfig", "MODEL_CONFIGS",
            "LoadResult", "StateDictError", "ops", "set_num_threads", "get_num_threads", "set_isa", "get_isa",
-           "available_isas"]
+           "available_isas", "build_info"]

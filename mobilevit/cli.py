@@ -549,10 +549,12 @@ def model_names() -> List[str]:
 def cmd_info(args) -> int:
     """``mobilevit info``: version, kernel path, threads, model names."""
     import mobilevit
-    from . import _C
     print(f"mobilevit {mobilevit.__version__}")
     print(f"isa: {mobilevit.get_isa()} (available: {', '.join(mobilevit.available_isas())})")
-    print(f"threads: {mobilevit.get_num_threads()} (OpenMP: {'yes' if _C.has_openmp() else 'no'})")
+    b = mobilevit.build_info()
+    omp = f"yes, version {b['openmp_version']}" if b["openmp"] else "no (single-threaded)"
+    print(f"threads: {mobilevit.get_num_threads()} (OpenMP: {omp})")
+    print(f"compiler: {b['compiler']}")
     print(f"models: {', '.join(model_names())}")
     return 0
 

@@ -130,11 +130,17 @@ static inline int check_isa(int isa) {
 
 /* Worker count for a call: nth > 0 as asked (the Python layer has checked
  * the range; clamped here again so nothing larger ever reaches OpenMP),
- * else the module setting; 1 in a forked child. */
+ * else the module setting; 1 in a forked child and in a build without
+ * OpenMP (set_num_threads still accepts and stores 1..MAX_THREADS there). */
 static inline int parse_threads(int nth) {
+#ifdef _OPENMP
     if (atomic_load(&g_forked_child)) return 1;
     int n = nth > 0 ? nth : atomic_load(&g_threads);
     return n > MV_MAX_THREADS ? MV_MAX_THREADS : n;
+#else
+    (void)nth;
+    return 1;              /* single-threaded build: every call runs one worker */
+#endif
 }
 
 /* num_threads argument of a call: 0 = the module setting, else 1..MV_MAX_THREADS. */

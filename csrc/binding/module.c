@@ -4,7 +4,7 @@
 #include "binding.h"
 
 static struct PyModuleDef moduledef = {
-    PyModuleDef_HEAD_INIT, "_C", "mobilevit C core", -1, NULL,
+    PyModuleDef_HEAD_INIT, "_C", "mobilevit C core", -1, NULL, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__C(void) {

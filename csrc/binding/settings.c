@@ -1,6 +1,5 @@
 /* settings.c - process-wide settings: the kernel path (ISA), the default
  * thread count, and what a forked child may do. */
-#include <pthread.h>
 #include "binding.h"
 
 atomic_int g_isa = MV_ISA_REF;
@@ -85,7 +84,37 @@ static PyObject *py_has_openmp(PyObject *self, PyObject *noargs) {
 #endif
 }
 
+#define MV_STR_(x) #x
+#define MV_STR(x) MV_STR_(x)
+#if defined(__clang__) && defined(__apple_build_version__)
+#define MV_COMPILER "Apple clang " __clang_version__
+#elif defined(__clang__)
+#define MV_COMPILER "clang " __clang_version__
+#elif defined(__GNUC__)
+#define MV_COMPILER "gcc " __VERSION__
+#elif defined(_MSC_VER)
+#define MV_COMPILER "MSVC " MV_STR(_MSC_FULL_VER)
+#else
+#define MV_COMPILER "unknown"
+#endif
+
+/* build_info() -> dict: what this binary was compiled with (what the CPU
+ * can run is available_isas).  openmp is the _OPENMP date of the OpenMP
+ * version (e.g. 201511 for 4.5), 0 for a single-threaded build. */
+static PyObject *py_build_info(PyObject *self, PyObject *noargs) {
+#ifdef _OPENMP
+    long omp = (long)_OPENMP;
+#else
+    long omp = 0;
+#endif
+    char cc[128];          /* without the trailing blank of __clang_version__ */
+    snprintf(cc, sizeof cc, "%s", MV_COMPILER);
+    for (size_t n = strlen(cc); n > 0 && cc[n - 1] == ' '; n--) cc[n - 1] = 0;
+    return Py_BuildValue("{s:s,s:l}", "compiler", cc, "openmp", omp);
+}
+
 PyMethodDef mv_settings_methods[] = {
+    {"build_info", py_build_info, METH_NOARGS, "build_info() -> dict: compiler, OpenMP version (0: none)"},
     {"set_isa", py_set_isa, METH_VARARGS, "set_isa(name): the kernel path of calls that do not name one"},
     {"get_isa", py_get_isa, METH_NOARGS, "get_isa() -> name of the current kernel path"},
     {"best_isa", py_best_isa, METH_NOARGS, "best_isa() -> the fastest path this CPU supports"},
@@ -99,7 +128,9 @@ PyMethodDef mv_settings_methods[] = {
 
 int mv_settings_init(PyObject *m) {
     atomic_store(&g_isa, (int)mv_detect_isa());
+#ifdef MV_HAVE_FORK
     pthread_atfork(NULL, NULL, mv_atfork_child);
+#endif
     {   /* OMP_NUM_THREADS (through libgomp), kept within what a call may use */
         int n = max_threads_default();
         atomic_store(&g_threads, n < 1 ? 1 : n > MV_MAX_THREADS ? MV_MAX_THREADS : n);

@@ -3,13 +3,8 @@
  * mv_plan_run_timed), and the throughput mode's whole-image loop. */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <sched.h>
 #include <stdatomic.h>
-#include "graph_internal.h"
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "graph_internal.h"    /* mv_port.h through mv_common.h: omp.h when _OPENMP */
 
 
 static void run_node(const mv_graph *g, const mv_plan *p, int i,
@@ -132,15 +127,7 @@ static int wants(const mv_outputs *out, int id) {
     return 0;
 }
 
-static double mv_now(void) {
-#ifdef _OPENMP
-    return omp_get_wtime();
-#else
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-#endif
-}
+static double mv_now(void) { return mv_monotonic_seconds(); }
 
 mv_status mv_plan_run(mv_plan *p, const mv_graph *g, const float *x,
                       const mv_outputs *out, int nth, mv_isa isa) {
@@ -179,13 +166,7 @@ typedef struct {
     struct worker_acc { double busy, wait, chunks, end; } *workers;   /* per worker, or NULL */
 } mv_run;
 
-static inline void mv_cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
+static inline void mv_cpu_relax(void) { MV_CPU_RELAX(); }
 
 static void run_phase(mv_run *r, int k, int chunk, int worker) {
     mv_phase *ph = &r->ph[k];
@@ -211,7 +192,7 @@ static void run_worker(mv_run *r, int worker) {
             mv_phase *prev = &r->ph[k - 1];
             for (int spins = 0; atomic_load_explicit(&prev->done, memory_order_acquire) < prev->nchunk; spins++) {
                 if (spins < 4000) mv_cpu_relax();
-                else sched_yield();
+                else mv_thread_yield();
             }
         }
         if (ws) { double now = mv_now(); ws->wait += now - t; t = now; }

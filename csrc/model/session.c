@@ -10,7 +10,7 @@
 mv_session *mv_session_new(mv_graph *g) {
     if (!g) return NULL;
     mv_session *s = calloc(1, sizeof(*s));
-    if (!s || pthread_mutex_init(&s->lock, NULL) != 0) { free(s); mv_graph_free(g); return NULL; }
+    if (!s || mv_mutex_init(&s->lock) != 0) { free(s); mv_graph_free(g); return NULL; }
     s->g = g;
     mv_plan_opts d = mv_plan_opts_default();
     atomic_init(&s->max_bytes, 0);
@@ -35,7 +35,7 @@ void mv_session_free(mv_session *s) {
     if (!s) return;
     release_img_plans(s);
     release_cache(s);
-    pthread_mutex_destroy(&s->lock);
+    mv_mutex_destroy(&s->lock);
     mv_graph_free(s->g);
     free(s);
 }
@@ -51,10 +51,10 @@ mv_plan_opts mv_session_opts(mv_session *s) {
 }
 
 void mv_session_drop_plans(mv_session *s) {
-    pthread_mutex_lock(&s->lock);
+    mv_mutex_lock(&s->lock);
     release_img_plans(s);
     release_cache(s);
-    pthread_mutex_unlock(&s->lock);
+    mv_mutex_unlock(&s->lock);
 }
 
 static int same_opts(const mv_plan_opts *a, const mv_plan_opts *b) {
@@ -212,7 +212,7 @@ mv_status mv_session_begin(mv_session *s, mv_call *c, int B, int H, int W, int n
     } else {
         c->by_image = choose_by_image(B, nth, profiling, single_only);
         c->nfull = c->by_image ? B / nth * nth : 0;
-        if (pthread_mutex_trylock(&s->lock) == 0) {
+        if (mv_mutex_trylock(&s->lock)) {
             c->locked = 1;
             st = take_cached(c, cap, err, errlen);
             if (st != MV_OK) { mv_session_end(c); return st; }
@@ -258,7 +258,7 @@ mv_status mv_session_run(mv_call *c, const float *x, float *const *dst, mv_isa i
 }
 
 void mv_session_end(mv_call *c) {
-    if (c->locked) pthread_mutex_unlock(&c->s->lock);
+    if (c->locked) mv_mutex_unlock(&c->s->lock);
     c->locked = 0;
     mv_plan_release(&c->priv);
     c->plan = NULL;

@@ -24,7 +24,6 @@
 #ifndef MV_SESSION_H
 #define MV_SESSION_H
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include "graph.h"
 
@@ -32,7 +31,7 @@
 
 typedef struct {
     mv_graph *g;                   /* owned */
-    pthread_mutex_t lock;          /* guards the cached plans below */
+    mv_mutex lock;                 /* guards the cached plans below */
     mv_plan cache;                 /* layer-parallel plan reused by calls of the same shape */
     int has_cache;
     mv_plan *img;                  /* throughput mode: one single-image plan per worker */

@@ -3,25 +3,21 @@
 #include "ops.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
-#include <cpuid.h>
-static unsigned long long mv_xgetbv0(void) {
-    unsigned int lo, hi;
-    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    return ((unsigned long long)hi << 32) | lo;
-}
-#define MV_HAVE_X86 1
+#define MV_HAVE_X86 1       /* mv_cpuid_count, mv_xgetbv0: mv_port.h */
 #endif
 
 static int mv_detect(mv_isa isa) {
     if (isa == MV_ISA_REF) return 1;
 #ifdef MV_HAVE_X86
-    unsigned int a, b, c, d;
-    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    unsigned int r[4];
+    if (!mv_cpuid_count(1, 0, r)) return 0;
+    unsigned int b, c = r[2];
     int osxsave = (c >> 27) & 1, fma = (c >> 12) & 1, avx = (c >> 28) & 1;
     if (!osxsave || !avx) return 0;
     unsigned long long xcr0 = mv_xgetbv0();
     if ((xcr0 & 0x6) != 0x6) return 0;              /* XMM + YMM state */
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    if (!mv_cpuid_count(7, 0, r)) return 0;
+    b = r[1];
     int avx2 = (b >> 5) & 1;
     if (isa == MV_ISA_AVX2) return avx2 && fma;
     if (isa == MV_ISA_AVX512) {
@@ -82,9 +78,8 @@ const mv_kernel_table *mv_kernels(mv_isa isa) {
 }
 
 void *mv_aligned_alloc(size_t bytes) {
-    void *p = NULL;
     if (bytes == 0) bytes = MV_ALIGN;
-    if (posix_memalign(&p, MV_ALIGN, MV_ROUND_UP(bytes, MV_ALIGN)) != 0) return NULL;
-    return p;
+    if (bytes > SIZE_MAX - MV_ALIGN) return NULL;
+    return mv_port_aligned_malloc(MV_ALIGN, MV_ROUND_UP(bytes, MV_ALIGN));
 }
-void mv_aligned_free(void *p) { free(p); }
+void mv_aligned_free(void *p) { mv_port_aligned_free(p); }

@@ -42,16 +42,30 @@ def _compiler_accepts(cc, flags, code="int main(void){return 0;}\n"):
         return r.returncode == 0
 
 
+# AArch64 (issue 14): compiles only when the compiler targets AArch64
+_AARCH64_PROBE = "#if !defined(__aarch64__) && !defined(__arm64__)\n#error not aarch64\n#endif\nint mv_probe;\n"
+
+
 class BuildExt(build_ext):
     def build_extensions(self):
         cc = self.compiler.compiler_so[0] if hasattr(self.compiler, "compiler_so") else "cc"
         omp_code = "#include <omp.h>\nint main(void){return omp_get_max_threads() < 1;}\n"
         use_omp = os.environ.get("MOBILEVIT_NO_OPENMP") != "1" and _compiler_accepts(cc, ["-fopenmp"], omp_code)
         sanitize = os.environ.get("MOBILEVIT_SANITIZE") == "1"
+        target_aarch64 = _compiler_accepts(cc, ["-c"], _AARCH64_PROBE)   # AArch64 (issue 14)
         for ext in self.extensions:
             args = ["-std=gnu11", "-O3", "-fno-strict-aliasing", "-Wall", "-Wno-unused-function",
                     "-fvisibility=hidden", "-fno-wrapv"]
             link = []
+            # ---- AArch64 (issue 14): no FP contraction.  FMA is in the AArch64 base ISA, and
+            # gcc fuses a*b + c by default (-ffp-contract=fast; clang within an expression),
+            # in the scalar references as in the NEON file, whose vmulq/vaddq are plain vector
+            # operators to gcc.  Off, the references round like x86's (whose base ISA has no
+            # FMA) and the NEON kernels fuse only their explicit VFMA & co.  Not on x86: gcc
+            # does fuse some mul + add pairs of the AVX2 file there, and x86 stays as it is.
+            if target_aarch64:
+                args.append("-ffp-contract=off")
+            # ---- end AArch64
             if use_omp:
                 args.append("-fopenmp")
                 link.append("-fopenmp")

@@ -76,9 +76,23 @@ static inline float32x4_t mv_neon_keep_first(float32x4_t v, int n) {
     return vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(v), m));
 }
 /* x86 maxps / minps: the second operand unless the first is strictly
- * greater (smaller); a NaN in either place makes the compare false. */
-static inline float32x4_t mv_neon_max(float32x4_t a, float32x4_t b) { return vbslq_f32(vcgtq_f32(a, b), a, b); }
-static inline float32x4_t mv_neon_min(float32x4_t a, float32x4_t b) { return vbslq_f32(vcltq_f32(a, b), a, b); }
+ * greater (smaller); a NaN in either place makes the compare false.
+ * The mask goes through an empty asm: clang 14 otherwise turns the
+ * compare + select into FMAX / FMIN, which give +0 for max(0, -0), so relu
+ * lost the sign of -0 (measured: test_kernel_semantics fails with a
+ * clang-built simd_neon.c without it).  No instruction is emitted. */
+static inline uint32x4_t mv_neon_opaque(uint32x4_t m) {
+#if defined(__GNUC__)
+    __asm__("" : "+w"(m));
+#endif
+    return m;
+}
+static inline float32x4_t mv_neon_max(float32x4_t a, float32x4_t b) {
+    return vbslq_f32(mv_neon_opaque(vcgtq_f32(a, b)), a, b);
+}
+static inline float32x4_t mv_neon_min(float32x4_t a, float32x4_t b) {
+    return vbslq_f32(mv_neon_opaque(vcltq_f32(a, b)), a, b);
+}
 /* (y / 2) * 2^n for integral n in [-126, 128], as mv_avx2_exp2i: 2^(n-1)
  * from its exponent bits (n = -126 gives bits 0, so +0). */
 static inline float32x4_t mv_neon_exp2i(float32x4_t y, float32x4_t n) {

@@ -129,6 +129,28 @@ rc=0
     tests/test_kernel_semantics.py tests/test_api.py::test_threads_and_isa_settings .ci/arm64/test_arm64.py) || rc=$?
 done_step "qemu: pytest"
 
+# ---- 7. the NEON file built by clang as well (when the host has clang) --------
+# clang's optimiser rewrites NEON code differently (it once turned the x86-rule
+# compare + select into FMAX); the rest stays gcc's.  Not the slow sweep: time.
+if [ $rc -eq 0 ] && command -v clang >/dev/null; then
+    step "clang: simd_neon.c by $(clang --version | head -1), qemu pytest"
+    rm -rf "$WORK/a64-clang" && cp -r "$WORK/a64" "$WORK/a64-clang" && rm -f "$WORK/a64-clang/$SO"
+    (cd "$WORK/a64-clang" && clang --target=aarch64-linux-gnu -c -fPIC -std=gnu11 -O3 -fno-strict-aliasing -Wall \
+        -Wno-unused-function -fvisibility=hidden -fno-wrapv -ffp-contract=off -isystem /usr/aarch64-linux-gnu/include \
+        -Icsrc csrc/ops/simd_neon.c -o "$WORK/simd_neon.clang.o" &&
+     aarch64-linux-gnu-gcc -shared -fPIC \
+        -std=gnu11 -O3 -fno-strict-aliasing -Wall -Wno-unused-function -fvisibility=hidden -fno-wrapv -fopenmp \
+        -ffp-contract=off \
+        -I"$SYSROOT/usr/include/python3.11" -idirafter "$SYSROOT/usr/include" -I"$NPINC" -Icsrc \
+        $(ls csrc/ops/*.c | grep -v simd_neon.c) csrc/model/*.c csrc/binding/*.c "$WORK/simd_neon.clang.o" -o "$SO" -lm) \
+        || { echo "arm64: clang build of simd_neon.c failed"; rc=1; }
+    if [ $rc -eq 0 ]; then
+        (cd "$WORK/a64-clang" && MV_ARM64_REFS="$WORK/refs" PYTHONPATH="$WORK/a64-clang:$WORK/a64-clang/.ci/arm64" \
+            $PY_ARM -m pytest -p no:cacheprovider -q tests/test_kernel_semantics.py .ci/arm64/test_arm64.py) || rc=$?
+    fi
+    done_step "clang: simd_neon.c"
+fi
+
 echo "=== arm64: summary (commit ${COMMIT:0:12}; qemu times are emulation, not performance)"
 for t in "${TIMES[@]}"; do echo "  $t"; done
 echo "  total: $((SECONDS - T_ALL))s"

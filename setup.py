@@ -124,6 +124,10 @@ def _libomp_prefixes():
     return out
 
 
+# AArch64 (issue 14): compiles only when the compiler targets AArch64
+_AARCH64_PROBE = "#if !defined(__aarch64__) && !defined(__arm64__)\n#error not aarch64\n#endif\nint mv_probe;\n"
+
+
 class BuildExt(build_ext):
     def _probe(self, cflags, ldflags, code=OMP_PROBE):
         """Whether the build's own compiler compiles and links `code` with
@@ -137,6 +141,20 @@ class BuildExt(build_ext):
                 with _quiet_fd(1, log), _quiet_fd(2, log):
                     objs = self.compiler.compile([src], output_dir=d, extra_postargs=cflags)
                     self.compiler.link_executable(objs, "probe", output_dir=d, extra_postargs=ldflags)
+                return True
+            except Exception:
+                return False
+
+    def _compiles(self, code, cflags=()):
+        """Whether the build's own compiler compiles `code` (no link)."""
+        with tempfile.TemporaryDirectory() as d:
+            src = os.path.join(d, "probe.c")
+            with open(src, "w") as f:
+                f.write(code)
+            log = os.path.join(d, "log")
+            try:
+                with _quiet_fd(1, log), _quiet_fd(2, log):
+                    self.compiler.compile([src], output_dir=d, extra_postargs=list(cflags))
                 return True
             except Exception:
                 return False
@@ -180,6 +198,7 @@ class BuildExt(build_ext):
         werror = os.environ.get("MOBILEVIT_WERROR") == "1"
         if sanitize and msvc:
             raise SystemExit("setup.py: MOBILEVIT_SANITIZE=1 needs gcc or clang")
+        target_aarch64 = not msvc and self._compiles(_AARCH64_PROBE)   # AArch64 (issue 14)
         for ext in self.extensions:
             args = list(MSVC_FLAGS if msvc else UNIX_FLAGS)
             link = []
@@ -188,6 +207,15 @@ class BuildExt(build_ext):
                 link += omp[1]
             if werror:
                 args.append("/WX" if msvc else "-Werror")
+            # ---- AArch64 (issue 14): no FP contraction.  FMA is in the AArch64 base ISA, and
+            # gcc fuses a*b + c by default (-ffp-contract=fast; clang within an expression),
+            # in the scalar references as in the NEON file, whose vmulq/vaddq are plain vector
+            # operators to gcc.  Off, the references round like x86's (whose base ISA has no
+            # FMA) and the NEON kernels fuse only their explicit VFMA & co.  Not on x86: gcc
+            # does fuse some mul + add pairs of the AVX2 file there, and x86 stays as it is.
+            if target_aarch64:
+                args.append("-ffp-contract=off")
+            # ---- end AArch64
             if sanitize:
                 # "undefined" includes signed-integer-overflow (live thanks to -fno-wrapv);
                 # float-cast-overflow is not in it and is added; no recovery, so the

@@ -3,7 +3,8 @@
 # mobilevit._C for aarch64 with Debian's gcc-aarch64-linux-gnu, runs it with
 # qemu-aarch64 on Debian's own arm64 CPython 3.11 + NumPy (extracted into a
 # private sysroot, the host's dpkg untouched) and compares it to outputs the
-# x86 build of the same commit and PyTorch recorded on the host.
+# x86 build of the same commit and PyTorch recorded on the host.  The NEON
+# kernels are the default there; every check runs them and the scalar ref.
 # Correctness only: nothing timed under qemu is a performance number.
 # See docs/arm64.md.  Run as root on Debian 12 x86-64:  bash .ci/arm64.sh
 #
@@ -82,10 +83,12 @@ done_step "x86 build + references"
 step "aarch64 cross build"
 SO=mobilevit/_C.cpython-311-aarch64-linux-gnu.so
 NPINC=$SYSROOT/usr/lib/python3/dist-packages/numpy/core/include
-# setup.py's flags; the Python headers are the sysroot's (pyconfig.h lives in
-# <aarch64-linux-gnu/python3.11/>, found through -idirafter after the cross libc)
+# setup.py's flags (on AArch64 it adds -ffp-contract=off); the Python headers are the
+# sysroot's (pyconfig.h lives in <aarch64-linux-gnu/python3.11/>, found through
+# -idirafter after the cross libc)
 (cd "$WORK/a64" && aarch64-linux-gnu-gcc -shared -fPIC \
     -std=gnu11 -O3 -fno-strict-aliasing -Wall -Wno-unused-function -fvisibility=hidden -fno-wrapv -fopenmp \
+    -ffp-contract=off \
     -I"$SYSROOT/usr/include/python3.11" -idirafter "$SYSROOT/usr/include" -I"$NPINC" -Icsrc \
     csrc/ops/*.c csrc/model/*.c csrc/binding/*.c -o "$SO" -lm 2>&1 | tee "$WORK/a64-build.log")
 [ -f "$WORK/a64/$SO" ] || { echo "arm64: cross build failed"; exit 1; }
@@ -102,14 +105,51 @@ print("arm64: python", sys.version.split()[0], platform.machine(), "numpy", nump
 print("arm64: mobilevit from", mobilevit.__file__)
 print("arm64: available_isas() =", mobilevit.available_isas(), " get_isa() =", mobilevit.get_isa(),
       " threads =", mobilevit.get_num_threads())
-assert platform.machine() == "aarch64" and mobilevit.available_isas() == ["ref"]')
+assert platform.machine() == "aarch64" and mobilevit.available_isas() == ["ref", "neon"]
+assert mobilevit.get_isa() == "neon"')
+# MOBILEVIT_ISA picks the path at import; a value this CPU cannot run fails the import
+for want in ref neon; do
+    got=$(cd "$WORK" && MOBILEVIT_ISA=$want PYTHONPATH="$WORK/a64" $PY_ARM -c 'import mobilevit; print(mobilevit.get_isa())')
+    [ "$got" = "$want" ] || { echo "arm64: MOBILEVIT_ISA=$want gave $got"; exit 1; }
+    echo "arm64: MOBILEVIT_ISA=$want -> get_isa() = $got"
+done
+if (cd "$WORK" && MOBILEVIT_ISA=avx2 PYTHONPATH="$WORK/a64" $PY_ARM -c 'import mobilevit' 2>"$WORK/isa-err.txt"); then
+    echo "arm64: MOBILEVIT_ISA=avx2 imported on aarch64"; exit 1
+fi
+grep -q "not supported by this CPU" "$WORK/isa-err.txt" || { cat "$WORK/isa-err.txt"; exit 1; }
+echo "arm64: MOBILEVIT_ISA=avx2 -> $(tail -1 "$WORK/isa-err.txt")"
 done_step "qemu: import"
 
-step "qemu: pytest .ci/arm64/test_arm64.py (ops + whole networks vs host references)"
+# The repo's NaN/Inf/denormal suite, neon vs ref (torch-free there), its slow sweep too,
+# and the ISA-settings test; then ops + whole networks vs the host's references.
+step "qemu: pytest tests/test_kernel_semantics.py (all, incl. -m slow) + ISA settings + .ci/arm64/test_arm64.py"
 rc=0
 (cd "$WORK/a64" && MV_ARM64_REFS="$WORK/refs" PYTHONPATH="$WORK/a64:$WORK/a64/.ci/arm64" \
-    $PY_ARM -m pytest -p no:cacheprovider -q -rA --durations=4 .ci/arm64/test_arm64.py) || rc=$?
+    $PY_ARM -m pytest -p no:cacheprovider -q -m "slow or not slow" --durations=5 \
+    tests/test_kernel_semantics.py tests/test_api.py::test_threads_and_isa_settings .ci/arm64/test_arm64.py) || rc=$?
 done_step "qemu: pytest"
+
+# ---- 7. the NEON file built by clang as well (when the host has clang) --------
+# clang's optimiser rewrites NEON code differently (it once turned the x86-rule
+# compare + select into FMAX); the rest stays gcc's.  Not the slow sweep: time.
+if [ $rc -eq 0 ] && command -v clang >/dev/null; then
+    step "clang: simd_neon.c by $(clang --version | head -1), qemu pytest"
+    rm -rf "$WORK/a64-clang" && cp -r "$WORK/a64" "$WORK/a64-clang" && rm -f "$WORK/a64-clang/$SO"
+    (cd "$WORK/a64-clang" && clang --target=aarch64-linux-gnu -c -fPIC -std=gnu11 -O3 -fno-strict-aliasing -Wall \
+        -Wno-unused-function -fvisibility=hidden -fno-wrapv -ffp-contract=off -isystem /usr/aarch64-linux-gnu/include \
+        -Icsrc csrc/ops/simd_neon.c -o "$WORK/simd_neon.clang.o" &&
+     aarch64-linux-gnu-gcc -shared -fPIC \
+        -std=gnu11 -O3 -fno-strict-aliasing -Wall -Wno-unused-function -fvisibility=hidden -fno-wrapv -fopenmp \
+        -ffp-contract=off \
+        -I"$SYSROOT/usr/include/python3.11" -idirafter "$SYSROOT/usr/include" -I"$NPINC" -Icsrc \
+        $(ls csrc/ops/*.c | grep -v simd_neon.c) csrc/model/*.c csrc/binding/*.c "$WORK/simd_neon.clang.o" -o "$SO" -lm) \
+        || { echo "arm64: clang build of simd_neon.c failed"; rc=1; }
+    if [ $rc -eq 0 ]; then
+        (cd "$WORK/a64-clang" && MV_ARM64_REFS="$WORK/refs" PYTHONPATH="$WORK/a64-clang:$WORK/a64-clang/.ci/arm64" \
+            $PY_ARM -m pytest -p no:cacheprovider -q tests/test_kernel_semantics.py .ci/arm64/test_arm64.py) || rc=$?
+    fi
+    done_step "clang: simd_neon.c"
+fi
 
 echo "=== arm64: summary (commit ${COMMIT:0:12}; qemu times are emulation, not performance)"
 for t in "${TIMES[@]}"; do echo "  $t"; done

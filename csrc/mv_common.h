@@ -22,7 +22,8 @@ typedef enum {
     MV_ISA_REF = 0,
     MV_ISA_AVX2 = 1,     /* AVX2 + FMA3 */
     MV_ISA_AVX512 = 2,   /* AVX-512 F/BW/DQ/VL */
-    MV_ISA_COUNT = 3,
+    MV_ISA_NEON = 3,     /* AArch64 Advanced SIMD (every AArch64 CPU) */
+    MV_ISA_COUNT = 4,
 } mv_isa;
 
 /* Activation applied in kernel epilogues. */

@@ -26,7 +26,7 @@ Predictor(model, preset=None, batch_size=16, top_k=5)
     Streaming batch prediction over many inputs (one row per input, in order; a bad file is an
     error row).  ``mobilevit predict`` (the CLI), ``mobilevit.dask.predict`` and
     ``mobilevit.ray.MobileViTPredictor`` write the same rows (``predictor.SCHEMA_VERSION``).
-set_num_threads(n) / set_isa("ref"|"avx2"|"avx512"|"auto")
+set_num_threads(n) / set_isa("ref"|"avx2"|"avx512"|"neon"|"auto")
     Threads for every kernel; force a kernel path.
 build_info()
     What this binary was built with (compiler, OpenMP or single-threaded) and what it can run.
@@ -54,7 +54,7 @@ from .checkpoint import CheckpointError, UnsafeCheckpointError, load_checkpoint
 
 from ._version import __version__  # noqa: E402
 
-_ISA_NAMES = ("ref", "avx2", "avx512")
+_ISA_NAMES = ("ref", "avx2", "avx512", "neon")
 
 
 def set_num_threads(n: int) -> None:
@@ -98,8 +98,8 @@ def build_info() -> dict:
 
 
 def set_isa(isa: str = "auto") -> None:
-    """Force a kernel path: "ref" (scalar reference), "avx2", "avx512", or
-    "auto" (the best this CPU supports, the default)."""
+    """Force a kernel path: "ref" (scalar reference), "avx2", "avx512" (x86-64),
+    "neon" (AArch64), or "auto" (the best this CPU supports, the default)."""
     if isa == "auto":
         isa = _C.best_isa()
     if isa not in _ISA_NAMES:
@@ -110,7 +110,7 @@ def set_isa(isa: str = "auto") -> None:
 
 
 def get_isa() -> str:
-    """The kernel path calls use now: "ref", "avx2" or "avx512"."""
+    """The kernel path calls use now: "ref", "avx2", "avx512" or "neon"."""
     return _C.get_isa()
 
 
@@ -120,7 +120,7 @@ def available_isas() -> list:
 
 
 def _isa_from_environment() -> None:
-    """MOBILEVIT_ISA=ref|avx2|avx512|auto forces a kernel path for the whole
+    """MOBILEVIT_ISA=ref|avx2|avx512|neon|auto forces a kernel path for the whole
     process (as set_isa does), e.g. to run a test suite on the AVX2 path of an
     AVX-512 machine.  A value this CPU cannot run is an error at import, not a
     silent fallback."""

@@ -4,7 +4,7 @@ These exist so each layer can be compared with its torch counterpart and so
 notebooks can poke at single layers.  Inputs are converted to C-contiguous
 float32; feature maps are moved to the kernels' NHWC layout and back.
 
-``isa`` selects the kernel path ("ref", "avx2", "avx512"; None = the
+``isa`` selects the kernel path ("ref", "avx2", "avx512", "neon"; None = the
 current default, see :func:`mobilevit.set_isa`); ``num_threads`` overrides
 the global thread count for this call.
 """
@@ -17,7 +17,7 @@ import numpy as np
 from . import _C
 from .threads import threads_arg
 
-_ISA = {"ref": _C.ISA_REF, "avx2": _C.ISA_AVX2, "avx512": _C.ISA_AVX512}
+_ISA = {"ref": _C.ISA_REF, "avx2": _C.ISA_AVX2, "avx512": _C.ISA_AVX512, "neon": _C.ISA_NEON}
 _ACT = {None: _C.ACT_NONE, "none": _C.ACT_NONE, "silu": _C.ACT_SILU, "swish": _C.ACT_SILU,
         "relu": _C.ACT_RELU}
 

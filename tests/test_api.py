@@ -230,7 +230,19 @@ def test_threads_and_isa_settings():
     mobilevit.set_isa("auto")
     assert mobilevit.get_isa() == mobilevit.available_isas()[-1]
     with pytest.raises(ValueError, match="unknown ISA"):
-        mobilevit.set_isa("neon")
+        mobilevit.set_isa("sve")
+    # every named path is either available or refused with a clear error, never a silent fallback
+    import platform
+    for isa, arch in (("avx2", "x86_64"), ("avx512", "x86_64"), ("neon", "aarch64")):
+        if platform.machine().lower() in (arch, "amd64" if arch == "x86_64" else "arm64"):
+            continue
+        assert isa not in mobilevit.available_isas()
+        with pytest.raises(ValueError, match="not supported by this CPU"):
+            mobilevit.set_isa(isa)
+        with pytest.raises(ValueError, match=f"'{isa}' is not available"):
+            mobilevit.ops.relu(np.zeros(3, np.float32), isa=isa)
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        assert mobilevit.available_isas() == ["ref", "neon"] and mobilevit.get_isa() == "neon"
 
 
 def test_default_threads_honour_omp_num_threads(tmp_path):

@@ -122,7 +122,10 @@ static inline mv_isa parse_isa(int isa) {
 
 static inline int check_isa(int isa) {
     if (isa >= MV_ISA_COUNT || (isa >= 0 && !mv_isa_supported((mv_isa)isa))) {
-        PyErr_Format(PyExc_ValueError, "ISA %d is not available on this CPU", isa);
+        if (isa < MV_ISA_COUNT)
+            PyErr_Format(PyExc_ValueError, "ISA '%s' is not available on this CPU", mv_isa_name((mv_isa)isa));
+        else
+            PyErr_Format(PyExc_ValueError, "ISA %d is not available on this CPU", isa);
         return -1;
     }
     return 0;

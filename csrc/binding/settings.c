@@ -20,7 +20,7 @@ static int max_threads_default(void) {
 }
 
 
-/* set_isa(name): "ref", "avx2" or "avx512" (get_isa's names) */
+/* set_isa(name): "ref", "avx2", "avx512" or "neon" (get_isa's names) */
 static PyObject *py_set_isa(PyObject *self, PyObject *args) {
     const char *name;
     if (!PyArg_ParseTuple(args, "s", &name)) return NULL;
@@ -139,6 +139,7 @@ int mv_settings_init(PyObject *m) {
         PyModule_AddIntConstant(m, "ISA_REF", MV_ISA_REF) < 0 ||
         PyModule_AddIntConstant(m, "ISA_AVX2", MV_ISA_AVX2) < 0 ||
         PyModule_AddIntConstant(m, "ISA_AVX512", MV_ISA_AVX512) < 0 ||
+        PyModule_AddIntConstant(m, "ISA_NEON", MV_ISA_NEON) < 0 ||
         PyModule_AddIntConstant(m, "ACT_NONE", MV_ACT_NONE) < 0 ||
         PyModule_AddIntConstant(m, "ACT_SILU", MV_ACT_SILU) < 0 ||
         PyModule_AddIntConstant(m, "ACT_RELU", MV_ACT_RELU) < 0)

@@ -1,13 +1,22 @@
-/* dispatch.c - CPU feature detection and the per-ISA kernel tables. */
+/* dispatch.c - CPU feature detection and the per-ISA kernel tables.
+ * x86-64: CPUID + XGETBV.  AArch64: Advanced SIMD (NEON) with FMA is part
+ * of the base ISA (ARMv8-A), so every AArch64 CPU runs the neon path and
+ * there is nothing to probe. */
 #include <stdlib.h>
 #include "ops.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 #define MV_HAVE_X86 1       /* mv_cpuid_count, mv_xgetbv0: mv_port.h */
 #endif
+#if defined(__aarch64__) || defined(_M_ARM64)
+#define MV_HAVE_NEON 1
+#endif
 
 static int mv_detect(mv_isa isa) {
     if (isa == MV_ISA_REF) return 1;
+#ifdef MV_HAVE_NEON
+    if (isa == MV_ISA_NEON) return 1;
+#endif
 #ifdef MV_HAVE_X86
     unsigned int r[4];
     if (!mv_cpuid_count(1, 0, r)) return 0;
@@ -29,20 +38,21 @@ static int mv_detect(mv_isa isa) {
 }
 
 int mv_isa_supported(mv_isa isa) {
-    static int cache[MV_ISA_COUNT] = {-1, -1, -1};
+    static int cache[MV_ISA_COUNT] = {-1, -1, -1, -1};
     if (isa < 0 || isa >= MV_ISA_COUNT) return 0;
     if (cache[isa] < 0) cache[isa] = mv_detect(isa);
     return cache[isa];
 }
 
 mv_isa mv_detect_isa(void) {
+    if (mv_isa_supported(MV_ISA_NEON)) return MV_ISA_NEON;
     if (mv_isa_supported(MV_ISA_AVX512)) return MV_ISA_AVX512;
     if (mv_isa_supported(MV_ISA_AVX2)) return MV_ISA_AVX2;
     return MV_ISA_REF;
 }
 
 const char *mv_isa_name(mv_isa isa) {
-    static const char *names[MV_ISA_COUNT] = {"ref", "avx2", "avx512"};
+    static const char *names[MV_ISA_COUNT] = {"ref", "avx2", "avx512", "neon"};
     return (isa >= 0 && isa < MV_ISA_COUNT) ? names[isa] : "?";
 }
 
@@ -68,6 +78,9 @@ static const mv_kernel_table tables[MV_ISA_COUNT] = {
 #ifdef MV_HAVE_X86
     [MV_ISA_AVX2] = MV_KERNEL_TABLE(avx2),
     [MV_ISA_AVX512] = MV_KERNEL_TABLE(avx512),
+#endif
+#ifdef MV_HAVE_NEON
+    [MV_ISA_NEON] = MV_KERNEL_TABLE(neon),
 #endif
 };
 #undef MV_KERNEL_TABLE

@@ -43,6 +43,7 @@ void mv_pack_gemm_weights(const float *W, int N, int K, float *Wp);
 void mv_gemm_nhwc_f32__ref(const mv_gemm_args *a, int tid, int nth);
 void mv_gemm_nhwc_f32__avx2(const mv_gemm_args *a, int tid, int nth);
 void mv_gemm_nhwc_f32__avx512(const mv_gemm_args *a, int tid, int nth);
+void mv_gemm_nhwc_f32__neon(const mv_gemm_args *a, int tid, int nth);
 
 /* ---- dense KxK convolution (implicit GEMM) -------------------------------
  * Y[b, oy, ox, co] = act(sum_{ky,kx,ci} X[b, iy, ix, ci] * W[co, ci, ky, kx]
@@ -77,6 +78,7 @@ int mv_conv_out_size(int in, int k, int stride, int pad, int dil);
 void mv_conv2d_nhwc_f32__ref(const mv_conv2d_args *a, int tid, int nth);
 void mv_conv2d_nhwc_f32__avx2(const mv_conv2d_args *a, int tid, int nth);
 void mv_conv2d_nhwc_f32__avx512(const mv_conv2d_args *a, int tid, int nth);
+void mv_conv2d_nhwc_f32__neon(const mv_conv2d_args *a, int tid, int nth);
 
 /* ---- 3x3 convolution, stride 1, pad 1, by Winograd F(m x m, 3x3) ---------
  * Same contract as mv_conv2d (kh = kw = 3, stride = dil = pad = 1, OH = H,
@@ -122,6 +124,7 @@ int mv_conv3x3_wino_slices(int m, int B, int H, int W, int Cout, int nth);
 void mv_conv3x3_wino_nhwc_f32__ref(const mv_conv2d_args *a, int tid, int nth);
 void mv_conv3x3_wino_nhwc_f32__avx2(const mv_conv2d_args *a, int tid, int nth);
 void mv_conv3x3_wino_nhwc_f32__avx512(const mv_conv2d_args *a, int tid, int nth);
+void mv_conv3x3_wino_nhwc_f32__neon(const mv_conv2d_args *a, int tid, int nth);
 
 /* ---- depthwise 3x3 convolution -------------------------------------------
  * Y[b, oy, ox, c] = act(sum_{ky,kx} X[b, iy, ix, c] * W[c, 0, ky, kx] + bias[c])
@@ -141,6 +144,7 @@ void mv_pack_dwconv2d_weights(const float *W, int C, float *Wt);
 void mv_dwconv2d_nhwc_f32__ref(const mv_dwconv2d_args *a, int tid, int nth);
 void mv_dwconv2d_nhwc_f32__avx2(const mv_dwconv2d_args *a, int tid, int nth);
 void mv_dwconv2d_nhwc_f32__avx512(const mv_dwconv2d_args *a, int tid, int nth);
+void mv_dwconv2d_nhwc_f32__neon(const mv_dwconv2d_args *a, int tid, int nth);
 /* One output row (all OW pixels, all C channels) from the three input rows
  * its taps read: rows[ky] is input row oy*stride - pad + ky*dil (W x C,
  * contiguous) or NULL where that row is outside the map.  a->X, a->B, a->H,
@@ -148,6 +152,7 @@ void mv_dwconv2d_nhwc_f32__avx512(const mv_dwconv2d_args *a, int tid, int nth);
 void mv_dwconv2d_row_nhwc_f32__ref(const mv_dwconv2d_args *a, const float *const rows[3], float *yrow);
 void mv_dwconv2d_row_nhwc_f32__avx2(const mv_dwconv2d_args *a, const float *const rows[3], float *yrow);
 void mv_dwconv2d_row_nhwc_f32__avx512(const mv_dwconv2d_args *a, const float *const rows[3], float *yrow);
+void mv_dwconv2d_row_nhwc_f32__neon(const mv_dwconv2d_args *a, const float *const rows[3], float *yrow);
 /* rows[] of output row oy of image b of a full map (helper of the above). */
 void mv_dwconv2d_rows(const mv_dwconv2d_args *a, int b, int oy, const float *rows[3]);
 
@@ -175,6 +180,7 @@ size_t mv_attention_scratch_floats(int N, int hd);
 void mv_attention_nhwc_f32__ref(const mv_attention_args *a, int tid, int nth);
 void mv_attention_nhwc_f32__avx2(const mv_attention_args *a, int tid, int nth);
 void mv_attention_nhwc_f32__avx512(const mv_attention_args *a, int tid, int nth);
+void mv_attention_nhwc_f32__neon(const mv_attention_args *a, int tid, int nth);
 
 /* ---- MobileViTv2 separable self-attention (no projections) ---------------
  * qkv rows are [q (1) | k (D) | v (D)].  For each sequence (b, py, px) of
@@ -194,6 +200,7 @@ size_t mv_sep_attention_scratch_floats(int N, int D);
 void mv_sep_attention_nhwc_f32__ref(const mv_sep_attention_args *a, int tid, int nth);
 void mv_sep_attention_nhwc_f32__avx2(const mv_sep_attention_args *a, int tid, int nth);
 void mv_sep_attention_nhwc_f32__avx512(const mv_sep_attention_args *a, int tid, int nth);
+void mv_sep_attention_nhwc_f32__neon(const mv_sep_attention_args *a, int tid, int nth);
 
 /* ---- crop / zero-pad (top-left anchored) ----------------------------------
  * Y[b, y, x] = X[b, y, x] where inside both, else 0.  Used for HF
@@ -217,6 +224,10 @@ void mv_layernorm_nhwc_f32__avx512(const float *X, ptrdiff_t M, int D,
                                    ptrdiff_t ldx, const float *gamma,
                                    const float *beta, float eps, float *Y,
                                    ptrdiff_t ldy, int tid, int nth);
+void mv_layernorm_nhwc_f32__neon(const float *X, ptrdiff_t M, int D,
+                                 ptrdiff_t ldx, const float *gamma,
+                                 const float *beta, float eps, float *Y,
+                                 ptrdiff_t ldy, int tid, int nth);
 
 /* ---- GroupNorm(1, C) per image (MobileViTv2's LayerNorm2d) ---------------
  * statistics over all H*W*C elements of each image (two passes, double
@@ -233,6 +244,9 @@ void mv_groupnorm1_nhwc_f32__avx2(const float *X, int B, ptrdiff_t HW, int C,
 void mv_groupnorm1_nhwc_f32__avx512(const float *X, int B, ptrdiff_t HW, int C,
                                     const float *gamma, const float *beta,
                                     float eps, float *Y, int tid, int nth);
+void mv_groupnorm1_nhwc_f32__neon(const float *X, int B, ptrdiff_t HW, int C,
+                                  const float *gamma, const float *beta,
+                                  float eps, float *Y, int tid, int nth);
 
 /* ---- BatchNorm (inference), not folded: for tests and debugging ----------
  * Y = (X - mean) / sqrt(var + eps) * gamma + beta per channel. */
@@ -249,6 +263,8 @@ void mv_act_f32__avx2(const float *X, ptrdiff_t n, int act, float *Y, int tid,
                       int nth);
 void mv_act_f32__avx512(const float *X, ptrdiff_t n, int act, float *Y,
                         int tid, int nth);
+void mv_act_f32__neon(const float *X, ptrdiff_t n, int act, float *Y,
+                      int tid, int nth);
 void mv_add_f32__ref(const float *A, const float *B, ptrdiff_t n, float *Y,
                      int tid, int nth);
 /* Y[m, 0:C1] = X1[m], Y[m, C1:C1+C2] = X2[m] (torch.cat(dim=1) in NHWC). */
@@ -355,7 +371,7 @@ int mv_invres_ring_rows(int rows, int stride, int dil);
 size_t mv_invres_scratch_floats(int W, int Ce, int OW, int rows, int stride, int dil);
 void mv_invres_nhwc_f32(const mv_invres_args *a, const mv_kernel_table *kt, int tid, int nth);
 
-/* Best ISA this CPU and OS support (CPUID + XGETBV). */
+/* Best ISA this CPU and OS support (x86: CPUID + XGETBV; AArch64: neon). */
 mv_isa mv_detect_isa(void);
 int mv_isa_supported(mv_isa isa);
 const mv_kernel_table *mv_kernels(mv_isa isa);

@@ -222,8 +222,10 @@ mv_status mv_plan_run_timed(mv_plan *p, const mv_graph *g, const float *x,
     for (int i = 0; i < g->nnodes; i++) nph += wants(out, i + 1);
     mv_phase *ph = malloc((size_t)nph * sizeof(mv_phase));
     if (!ph) { free(workers); return MV_ERR_NOMEM; }
-    /* more chunks than workers balances uneven shares; one when alone */
-    int chunks = nth > 1 ? 4 * nth : 1;
+    /* two chunks per worker balance uneven shares (a preempted worker's
+     * second chunk is taken by the others); one when alone.  Measured on S,
+     * 2 threads, batch 1: 4 per worker was 3-8 % slower on AVX2 and AVX-512. */
+    int chunks = nth > 1 ? 2 * nth : 1;
     int k = 0;
     ph[k].kind = PH_INPUT; ph[k].node = -1; ph[k].nchunk = chunks; k++;
     for (int i = 0; i < g->nnodes; i++) {
@@ -231,14 +233,23 @@ mv_status mv_plan_run_timed(mv_plan *p, const mv_graph *g, const float *x,
         if (!skip) {
             ph[k].kind = PH_NODE; ph[k].node = i; ph[k].nchunk = chunks;
             if (p->mode[i] == MV_MODE_HEAD) {
-                /* every chunk re-expands its edge rows: keep them tall (8 output
-                 * rows at stride 1, 4 at stride 2), but give a small map at least
-                 * two chunks (an 8x8 block ran on one worker: 1.0x at 2 threads) */
+                /* every chunk re-expands the 2 (stride 1) input rows above its
+                 * first output row, and a worker's ring carries nothing from one
+                 * chunk to the next: one contiguous share per worker (S, 2 threads,
+                 * AVX2: 2.6 -> 2.1 ms on the 128x128 blocks, 8 % of the whole
+                 * pass, against 8 chunks of 16 rows), at least two rows each, so
+                 * a small map still splits (an 8x8 block on one worker ran at
+                 * 1.0x with 2 threads) */
                 const mv_tensor_info *y = &p->t[i + 3];
-                int minrows = MV_MAX(1, MV_MIN(g->nodes[i + 1].p.dwconv.stride == 1 ? 8 : 4, y->H / 2));
-                ptrdiff_t c = (ptrdiff_t)y->B * y->H / minrows;
-                ph[k].nchunk = (int)MV_MAX(1, MV_MIN((ptrdiff_t)chunks, c));
+                ptrdiff_t c = (ptrdiff_t)y->B * y->H / 2;
+                ph[k].nchunk = (int)MV_MAX(1, MV_MIN((ptrdiff_t)nth, c));
             }
+            /* a Winograd conv sizes its tile blocks and output-channel slices
+             * from the chunk count, and a slice recomputes its block's input
+             * transform: one chunk per worker (S, 2 threads, AVX2: the 32x32
+             * and 16x16 convs ran at 1.2-1.5x of one thread with 4 chunks,
+             * 1.4-1.9x with 2) */
+            if (g->nodes[i].w2 && p->opts.winograd) ph[k].nchunk = nth;
             k++;
         }
         if (wants(out, i + 1)) { ph[k].kind = PH_EMIT; ph[k].node = i; ph[k].nchunk = chunks; k++; }

@@ -26,13 +26,15 @@ static inline float mv_avx2_hsum(__m256 v) {
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
 }
-/* (y / 2) * 2^n for integral n in [-126, 128], as y * 2^(n-1) with 2^(n-1)
- * built from its exponent bits (n = -126 gives bits 0, so +0): the caller's
- * polynomial carries the factor 2 (VEXP2I_YSCALE), so n = 128 is reachable
- * and exp saturates to +inf exactly where the true value overflows. */
-static inline __m256 mv_avx2_exp2i(__m256 y, __m256 n) {
-    __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(126));
-    return _mm256_mul_ps(y, _mm256_castsi256_ps(_mm256_slli_epi32(e, 23)));
+/* (y / 2) * 2^n for s = MV_EXP_SHIFTER + n, n integral in [-126, 128]: as
+ * y * 2^(n-1) with 2^(n-1) built from exponent bits n + 126, which are s's
+ * low mantissa bits (the shift drops the rest; n = -126 gives bits 0, so
+ * +0).  The caller's polynomial carries the factor 2 (VEXP2I_YSCALE), so
+ * n = 128 is reachable and exp saturates to +inf exactly where the true
+ * value overflows. */
+#define MV_EXP_SHIFTER (12582912.0f + 126.0f)   /* 1.5 * 2^23 + 126 */
+static inline __m256 mv_avx2_exp2i_bits(__m256 y, __m256 s) {
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(s), 23)));
 }
 
 #define VF __m256
@@ -55,7 +57,7 @@ static inline __m256 mv_avx2_exp2i(__m256 y, __m256 n) {
 #define VMAX _mm256_max_ps
 #define VMIN _mm256_min_ps
 /* exp(sgn * x)'s argument limited so that t = sgn * x * log2(e) lies in
- * [-126, 128.3]: n = round(t) in [-126, 128] is what mv_avx2_exp2i takes;
+ * [-126, 128.3]: n = round(t) in [-126, 128] is what mv_avx2_exp2i_bits takes;
  * t >= 128 (x beyond ln(FLT_MAX) = 88.72, up to +inf) gives +inf and
  * t < -125.5 gives +0, so exp(+-inf) = inf / 0 and SiLU's x / (1 + exp(-x))
  * is -0 below about -88.7 and NaN at x = -inf, as in the reference.  NaN
@@ -67,9 +69,9 @@ static inline __m256 mv_avx2_exp2i(__m256 y, __m256 n) {
                : _mm256_max_ps(_mm256_set1_ps(-MV_AVX2_EXP_HI), _mm256_min_ps(_mm256_set1_ps(-MV_AVX2_EXP_LO), (x))))
 #define VEXP_CLAMP_LO(x) _mm256_max_ps(_mm256_set1_ps(MV_AVX2_EXP_LO), (x))
 #define VHSUM(v) mv_avx2_hsum(v)
-#define VROUND(x) _mm256_round_ps((x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #define VEXP2I_YSCALE 2.0f
-#define VEXP2I(y, n) mv_avx2_exp2i((y), (n))
+#define VEXP_SHIFTER MV_EXP_SHIFTER
+#define VEXP2I_BITS(y, s) mv_avx2_exp2i_bits((y), (s))
 #define VLOADN_MASKED_ZERO(v, n) _mm256_and_ps((v), _mm256_castsi256_ps(mv_avx2_mask(n)))
 
 /* attention tiles: mq queries x nv vectors of the head dim, <= 12 accumulators */

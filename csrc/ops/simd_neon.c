@@ -24,9 +24,9 @@
  *     FMAXNM (the number) does that, so they are a compare and a select:
  *     max(a, b) = a > b ? a : b, min(a, b) = a < b ? a : b, lane-wise.
  *   - exp's 2^n comes from exponent bits as on AVX2 (same clamp, same
- *     scale 2): FCVTNS of NaN gives 0 (x86: INT_MIN), harmless since y is
+ *     scale 2, n rounded by the same shifter add, ties to even); for NaN
+ *     the bits are whatever the NaN's payload gives, harmless since y is
  *     NaN then.
- *   - VROUND is FRINTN (ties to even, _MM_FROUND_TO_NEAREST_INT).
  *   - Masked loads read only the n valid floats (lane by lane, never past
  *     the end of the array) and leave the other lanes +0; masked stores
  *     write only n lanes.
@@ -93,11 +93,12 @@ static inline float32x4_t mv_neon_max(float32x4_t a, float32x4_t b) {
 static inline float32x4_t mv_neon_min(float32x4_t a, float32x4_t b) {
     return vbslq_f32(mv_neon_opaque(vcltq_f32(a, b)), a, b);
 }
-/* (y / 2) * 2^n for integral n in [-126, 128], as mv_avx2_exp2i: 2^(n-1)
- * from its exponent bits (n = -126 gives bits 0, so +0). */
-static inline float32x4_t mv_neon_exp2i(float32x4_t y, float32x4_t n) {
-    int32x4_t e = vaddq_s32(vcvtnq_s32_f32(n), vdupq_n_s32(126));
-    return vmulq_f32(y, vreinterpretq_f32_s32(vshlq_n_s32(e, 23)));
+/* (y / 2) * 2^n for s = MV_EXP_SHIFTER + n, as mv_avx2_exp2i_bits: 2^(n-1)
+ * from exponent bits n + 126, s's low mantissa bits (n = -126 gives bits 0,
+ * so +0). */
+#define MV_EXP_SHIFTER (12582912.0f + 126.0f)   /* 1.5 * 2^23 + 126 */
+static inline float32x4_t mv_neon_exp2i_bits(float32x4_t y, float32x4_t s) {
+    return vmulq_f32(y, vreinterpretq_f32_s32(vshlq_n_s32(vreinterpretq_s32_f32(s), 23)));
 }
 
 #define VF float32x4_t
@@ -129,9 +130,9 @@ static inline float32x4_t mv_neon_exp2i(float32x4_t y, float32x4_t n) {
                : mv_neon_max(vdupq_n_f32(-MV_NEON_EXP_HI), mv_neon_min(vdupq_n_f32(-MV_NEON_EXP_LO), (x))))
 #define VEXP_CLAMP_LO(x) mv_neon_max(vdupq_n_f32(MV_NEON_EXP_LO), (x))
 #define VHSUM(v) vaddvq_f32(v)          /* (v0 + v1) + (v2 + v3): fixed order */
-#define VROUND(x) vrndnq_f32(x)
 #define VEXP2I_YSCALE 2.0f
-#define VEXP2I(y, n) mv_neon_exp2i((y), (n))
+#define VEXP_SHIFTER MV_EXP_SHIFTER
+#define VEXP2I_BITS(y, s) mv_neon_exp2i_bits((y), (s))
 #define VLOADN_MASKED_ZERO(v, n) mv_neon_keep_first((v), (n))
 
 /* attention tiles: keys (head dims) x query vectors, <= 24 accumulators */

@@ -74,11 +74,11 @@ static inline __m256 mv_avx2_exp2i_bits(__m256 y, __m256 s) {
 #define VEXP2I_BITS(y, s) mv_avx2_exp2i_bits((y), (s))
 #define VLOADN_MASKED_ZERO(v, n) _mm256_and_ps((v), _mm256_castsi256_ps(mv_avx2_mask(n)))
 
-/* attention tiles: mq queries x nv vectors of the head dim, <= 12 accumulators */
-#define ATT_JT 5
-#define ATT_CT 6
-#define ATT_JT_CASES ATT_CASE(1) ATT_CASE(2) ATT_CASE(3) ATT_CASE(4) ATT_CASE(5)
-#define ATT_CT_CASES ATT_CASE(1) ATT_CASE(2) ATT_CASE(3) ATT_CASE(4) ATT_CASE(5) ATT_CASE(6)
+/* attention: 3 query vectors per block, ATT_ACC accumulators per tile
+ * (12 of the 16 registers: tiles of 4 x 3, 6 x 2, 12 x 1) */
+#define ATT_QV 3
+#define ATT_ACC 12
+#define ATT_QV_CASES ATT_QCASE(1) ATT_QCASE(2) ATT_QCASE(3)
 
 /* depthwise: output pixels per interior group (independent FMA chains) */
 #define DW_OX 4

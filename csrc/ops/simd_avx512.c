@@ -53,11 +53,10 @@
 #define VEXP2I(y, n) _mm512_scalef_ps((y), (n))
 #define VLOADN_MASKED_ZERO(v, n) _mm512_maskz_mov_ps(VMASK(n), (v))
 
-/* attention tiles: mq queries x nv vectors of the head dim, <= 24 accumulators */
-#define ATT_JT 12
-#define ATT_CT 12
-#define ATT_JT_CASES ATT_CASE(1) ATT_CASE(2) ATT_CASE(3) ATT_CASE(4) ATT_CASE(5) ATT_CASE(6) ATT_CASE(7) ATT_CASE(8) ATT_CASE(9) ATT_CASE(10) ATT_CASE(11) ATT_CASE(12)
-#define ATT_CT_CASES ATT_CASE(1) ATT_CASE(2) ATT_CASE(3) ATT_CASE(4) ATT_CASE(5) ATT_CASE(6) ATT_CASE(7) ATT_CASE(8) ATT_CASE(9) ATT_CASE(10) ATT_CASE(11) ATT_CASE(12)
+/* attention: 2 query vectors per block, tiles of 12 x 2 (24 accumulators) */
+#define ATT_QV 2
+#define ATT_ACC 24
+#define ATT_QV_CASES ATT_QCASE(1) ATT_QCASE(2)
 
 /* depthwise: output pixels per interior group (independent FMA chains) */
 #define DW_OX 8

@@ -135,11 +135,10 @@ static inline float32x4_t mv_neon_exp2i_bits(float32x4_t y, float32x4_t s) {
 #define VEXP2I_BITS(y, s) mv_neon_exp2i_bits((y), (s))
 #define VLOADN_MASKED_ZERO(v, n) mv_neon_keep_first((v), (n))
 
-/* attention tiles: keys (head dims) x query vectors, <= 24 accumulators */
-#define ATT_JT 12
-#define ATT_CT 12
-#define ATT_JT_CASES ATT_CASE(1) ATT_CASE(2) ATT_CASE(3) ATT_CASE(4) ATT_CASE(5) ATT_CASE(6) ATT_CASE(7) ATT_CASE(8) ATT_CASE(9) ATT_CASE(10) ATT_CASE(11) ATT_CASE(12)
-#define ATT_CT_CASES ATT_CASE(1) ATT_CASE(2) ATT_CASE(3) ATT_CASE(4) ATT_CASE(5) ATT_CASE(6) ATT_CASE(7) ATT_CASE(8) ATT_CASE(9) ATT_CASE(10) ATT_CASE(11) ATT_CASE(12)
+/* attention: 2 query vectors per block, tiles of 12 x 2 (24 accumulators) */
+#define ATT_QV 2
+#define ATT_ACC 24
+#define ATT_QV_CASES ATT_QCASE(1) ATT_QCASE(2)
 
 /* depthwise: output pixels per interior group (independent FMA chains) */
 #define DW_OX 8

@@ -258,8 +258,10 @@ def test_activation_edge_values_exact_list(fast):
 
 # ---- GEMM: linear and conv1x1 -----------------------------------------------------------------
 
+# M = 2m rows; on AVX2, GEMMs of up to 256 rows run panel-wide tiles and larger ones the
+# narrow tiles (gemm.simd.inc), so rows on both sides of that line
 GEMM_CASES = [(1, 1, 1), (13, 3, 8), (7, 7, 9), (6, 16, 17), (13, 33, 31), (97, 9, 32), (12, 32, 33), (25, 17, 65),
-              (9, 4, 5), (16, 5, 12)]
+              (9, 4, 5), (16, 5, 12), (128, 7, 33), (129, 12, 41), (150, 3, 70)]
 
 
 @pytest.mark.parametrize("m,k,n", GEMM_CASES)

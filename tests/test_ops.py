@@ -42,7 +42,7 @@ def test_linear_gemm(isa, rng, cin, cout, batch):
         assert_close(y, ref.numpy(), 1e-5, f"linear {act}")
 
 
-@pytest.mark.parametrize("m", [1, 5, 6, 7, 11, 12, 13, 95, 96, 97, 200])
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 6, 7, 11, 12, 13, 95, 96, 97, 200, 256, 257, 300])
 def test_gemm_rows_straddle_tiles(isa, rng, m):
     x = rng.standard_normal((m, 40)).astype(np.float32)
     w = rng.standard_normal((72, 40)).astype(np.float32)

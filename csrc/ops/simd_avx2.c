@@ -16,6 +16,17 @@
 #define NV 2
 #define MR 6
 #define GEMM_CASES GEMM_CASE(1) GEMM_CASE(2) GEMM_CASE(3) GEMM_CASE(4) GEMM_CASE(5) GEMM_CASE(6)
+/* GEMMs of up to 256 rows (the Winograd position GEMMs, batch-1 transformer
+ * linears of 16x16 and 8x8 maps, the classifier): panel-wide tiles of up to
+ * 3 rows x 4 vectors (gemm.simd.inc).  Threshold measured on MobileViT-S,
+ * 1T, Zen 4: 32 rows 41.0 ms, 64 rows 40.4, 256 rows 39.9 (narrow tiles
+ * only: 42.2); 3-row tiles beat 2-row ones at 16 and 32 rows. */
+#define GEMM_NVMAX 4
+#define GEMM_WIDE_M 256
+#define GEMM_WIDE_MR 3
+#define GEMM_WIDE_CASES GEMM_WCASE(1, 1) GEMM_WCASE(1, 2) GEMM_WCASE(1, 3) GEMM_WCASE(1, 4) \
+    GEMM_WCASE(2, 1) GEMM_WCASE(2, 2) GEMM_WCASE(2, 3) GEMM_WCASE(2, 4) \
+    GEMM_WCASE(3, 1) GEMM_WCASE(3, 2) GEMM_WCASE(3, 3) GEMM_WCASE(3, 4)
 
 static inline __m256i mv_avx2_mask(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));

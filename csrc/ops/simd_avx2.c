@@ -21,12 +21,8 @@
  * 3 rows x 4 vectors (gemm.simd.inc).  Threshold measured on MobileViT-S,
  * 1T, Zen 4: 32 rows 41.0 ms, 64 rows 40.4, 256 rows 39.9 (narrow tiles
  * only: 42.2); 3-row tiles beat 2-row ones at 16 and 32 rows. */
-#define GEMM_NVMAX 4
 #define GEMM_WIDE_M 256
 #define GEMM_WIDE_MR 3
-#define GEMM_WIDE_CASES GEMM_WCASE(1, 1) GEMM_WCASE(1, 2) GEMM_WCASE(1, 3) GEMM_WCASE(1, 4) \
-    GEMM_WCASE(2, 1) GEMM_WCASE(2, 2) GEMM_WCASE(2, 3) GEMM_WCASE(2, 4) \
-    GEMM_WCASE(3, 1) GEMM_WCASE(3, 2) GEMM_WCASE(3, 3) GEMM_WCASE(3, 4)
 
 static inline __m256i mv_avx2_mask(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
@@ -37,13 +33,12 @@ static inline float mv_avx2_hsum(__m256 v) {
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
 }
-/* (y / 2) * 2^n for s = MV_EXP_SHIFTER + n, n integral in [-126, 128]: as
+/* (y / 2) * 2^n for s = VEXP_SHIFTER + n, n integral in [-126, 128]: as
  * y * 2^(n-1) with 2^(n-1) built from exponent bits n + 126, which are s's
  * low mantissa bits (the shift drops the rest; n = -126 gives bits 0, so
  * +0).  The caller's polynomial carries the factor 2 (VEXP2I_YSCALE), so
  * n = 128 is reachable and exp saturates to +inf exactly where the true
  * value overflows. */
-#define MV_EXP_SHIFTER (12582912.0f + 126.0f)   /* 1.5 * 2^23 + 126 */
 static inline __m256 mv_avx2_exp2i_bits(__m256 y, __m256 s) {
     return _mm256_mul_ps(y, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(s), 23)));
 }
@@ -81,7 +76,6 @@ static inline __m256 mv_avx2_exp2i_bits(__m256 y, __m256 s) {
 #define VEXP_CLAMP_LO(x) _mm256_max_ps(_mm256_set1_ps(MV_AVX2_EXP_LO), (x))
 #define VHSUM(v) mv_avx2_hsum(v)
 #define VEXP2I_YSCALE 2.0f
-#define VEXP_SHIFTER MV_EXP_SHIFTER
 #define VEXP2I_BITS(y, s) mv_avx2_exp2i_bits((y), (s))
 #define VLOADN_MASKED_ZERO(v, n) _mm256_and_ps((v), _mm256_castsi256_ps(mv_avx2_mask(n)))
 
@@ -89,7 +83,6 @@ static inline __m256 mv_avx2_exp2i_bits(__m256 y, __m256 s) {
  * (12 of the 16 registers: tiles of 4 x 3, 6 x 2, 12 x 1) */
 #define ATT_QV 3
 #define ATT_ACC 12
-#define ATT_QV_CASES ATT_QCASE(1) ATT_QCASE(2) ATT_QCASE(3)
 
 /* depthwise: output pixels per interior group (independent FMA chains) */
 #define DW_OX 4

@@ -56,7 +56,6 @@
 /* attention: 2 query vectors per block, tiles of 12 x 2 (24 accumulators) */
 #define ATT_QV 2
 #define ATT_ACC 24
-#define ATT_QV_CASES ATT_QCASE(1) ATT_QCASE(2)
 
 /* depthwise: output pixels per interior group (independent FMA chains) */
 #define DW_OX 8

@@ -93,10 +93,9 @@ static inline float32x4_t mv_neon_max(float32x4_t a, float32x4_t b) {
 static inline float32x4_t mv_neon_min(float32x4_t a, float32x4_t b) {
     return vbslq_f32(mv_neon_opaque(vcltq_f32(a, b)), a, b);
 }
-/* (y / 2) * 2^n for s = MV_EXP_SHIFTER + n, as mv_avx2_exp2i_bits: 2^(n-1)
+/* (y / 2) * 2^n for s = VEXP_SHIFTER + n, as mv_avx2_exp2i_bits: 2^(n-1)
  * from exponent bits n + 126, s's low mantissa bits (n = -126 gives bits 0,
  * so +0). */
-#define MV_EXP_SHIFTER (12582912.0f + 126.0f)   /* 1.5 * 2^23 + 126 */
 static inline float32x4_t mv_neon_exp2i_bits(float32x4_t y, float32x4_t s) {
     return vmulq_f32(y, vreinterpretq_f32_s32(vshlq_n_s32(vreinterpretq_s32_f32(s), 23)));
 }
@@ -131,14 +130,12 @@ static inline float32x4_t mv_neon_exp2i_bits(float32x4_t y, float32x4_t s) {
 #define VEXP_CLAMP_LO(x) mv_neon_max(vdupq_n_f32(MV_NEON_EXP_LO), (x))
 #define VHSUM(v) vaddvq_f32(v)          /* (v0 + v1) + (v2 + v3): fixed order */
 #define VEXP2I_YSCALE 2.0f
-#define VEXP_SHIFTER MV_EXP_SHIFTER
 #define VEXP2I_BITS(y, s) mv_neon_exp2i_bits((y), (s))
 #define VLOADN_MASKED_ZERO(v, n) mv_neon_keep_first((v), (n))
 
 /* attention: 2 query vectors per block, tiles of 12 x 2 (24 accumulators) */
 #define ATT_QV 2
 #define ATT_ACC 24
-#define ATT_QV_CASES ATT_QCASE(1) ATT_QCASE(2)
 
 /* depthwise: output pixels per interior group (independent FMA chains) */
 #define DW_OX 8

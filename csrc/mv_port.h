@@ -10,6 +10,8 @@
  *
  *   MV_FORCE_INLINE          static inline, always inlined (kernel helpers)
  *   MV_LIKELY(x)             branch hint (no-op where unknown)
+ *   MV_OPAQUE_PTR(p)         hides how pointer p was computed from the
+ *                            optimiser (no instruction; no-op where unknown)
  *   mv_mul_ok / mv_add_ok    checked size_t arithmetic (mv_common.h), built on
  *                            MV_MUL_OVERFLOW / MV_ADD_OVERFLOW
  *   mv_port_aligned_malloc   aligned allocation (posix_memalign /
@@ -68,9 +70,11 @@
 #if defined(__GNUC__) || defined(__clang__)
 #  define MV_FORCE_INLINE static inline __attribute__((always_inline))
 #  define MV_LIKELY(x) __builtin_expect(!!(x), 1)
+#  define MV_OPAQUE_PTR(p) __asm__("" : "+r"(p))
 #elif defined(_MSC_VER)
 #  define MV_FORCE_INLINE static __forceinline
 #  define MV_LIKELY(x) (x)
+#  define MV_OPAQUE_PTR(p) ((void)0)
 /* Stopgap for MSVC: the *.simd.inc files still spell
  * `static inline __attribute__((always_inline))`; with this they compile
  * (as plain `static inline`).  Replace those with MV_FORCE_INLINE, then drop
@@ -79,6 +83,7 @@
 #else
 #  define MV_FORCE_INLINE static inline
 #  define MV_LIKELY(x) (x)
+#  define MV_OPAQUE_PTR(p) ((void)0)
 #endif
 
 #if defined(__has_builtin)

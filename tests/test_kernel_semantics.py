@@ -494,6 +494,18 @@ def test_multi_head_attention(fast, rng, n, d, heads):
     assert np.isfinite(ref).any()
 
 
+# Head dims on both sides of the 8- and 16-lane register transposes of Q in and O out (17, 20, 24,
+# 36), query counts leaving one or a few queries in the last block of 24 (AVX2) / 32 (AVX-512) / 8
+# (NEON).  q and k finite (a NaN key would make every row NaN at these sizes), v salted.
+@pytest.mark.parametrize("n,d,heads", [(20, 34, 2), (50, 60, 3), (65, 72, 2), (100, 96, 4)])
+def test_multi_head_attention_block_edges(fast, rng, n, d, heads):
+    q = rng.standard_normal((2, n, 3 * d)).astype(F32)
+    q[..., 2 * d:] = salt(rng, q[..., 2 * d:], NONFINITE + DENORMAL, max(1, n // 8))
+    y, ref = both(lambda isa, nt: ops.multi_head_attention(q, heads, isa=isa, num_threads=nt), fast)
+    check(y, ref, f"attention n={n} d={d} h={heads} {fast}", 2e-5, scale=norm_scale(ref))
+    assert np.isfinite(ref).mean() > 0.5
+
+
 @needs_torch
 def test_multi_head_attention_rows_vs_torch(rng):
     """The reference's softmax rows against torch's: a NaN or +Inf score makes

@@ -43,6 +43,26 @@ static inline __m256 mv_avx2_exp2i_bits(__m256 y, __m256 s) {
     return _mm256_mul_ps(y, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(s), 23)));
 }
 
+/* r[0..7] = the columns of the 8 x 8 block whose rows were r[0..7] */
+static inline void mv_avx2_transpose(__m256 r[8]) {
+    __m256 t[8], u[8];
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++) {
+            u[4 * i + j] = _mm256_shuffle_ps(t[4 * i + j], t[4 * i + 2 + j], 0x44);
+            u[4 * i + 2 + j] = _mm256_shuffle_ps(t[4 * i + j], t[4 * i + 2 + j], 0xEE);
+        }
+    /* u[0..3] hold rows 0-3 of columns (0, 2, 1, 3) and (4, 6, 5, 7) by half */
+    static const int col[4] = {0, 2, 1, 3};
+    for (int k = 0; k < 4; k++) {
+        r[col[k]] = _mm256_permute2f128_ps(u[k], u[4 + k], 0x20);
+        r[col[k] + 4] = _mm256_permute2f128_ps(u[k], u[4 + k], 0x31);
+    }
+}
+
 #define VF __m256
 #define VZERO() _mm256_setzero_ps()
 #define VLOAD(p) _mm256_loadu_ps(p)
@@ -75,6 +95,7 @@ static inline __m256 mv_avx2_exp2i_bits(__m256 y, __m256 s) {
                : _mm256_max_ps(_mm256_set1_ps(-MV_AVX2_EXP_HI), _mm256_min_ps(_mm256_set1_ps(-MV_AVX2_EXP_LO), (x))))
 #define VEXP_CLAMP_LO(x) _mm256_max_ps(_mm256_set1_ps(MV_AVX2_EXP_LO), (x))
 #define VHSUM(v) mv_avx2_hsum(v)
+#define VTRANSPOSE(r) mv_avx2_transpose(r)
 #define VEXP2I_YSCALE 2.0f
 #define VEXP2I_BITS(y, s) mv_avx2_exp2i_bits((y), (s))
 #define VLOADN_MASKED_ZERO(v, n) _mm256_and_ps((v), _mm256_castsi256_ps(mv_avx2_mask(n)))

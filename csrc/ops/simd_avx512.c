@@ -19,6 +19,30 @@
 #define GEMM_CASES GEMM_CASE(1) GEMM_CASE(2) GEMM_CASE(3) GEMM_CASE(4) GEMM_CASE(5) GEMM_CASE(6) \
     GEMM_CASE(7) GEMM_CASE(8) GEMM_CASE(9) GEMM_CASE(10) GEMM_CASE(11) GEMM_CASE(12)
 
+/* r[0..15] = the columns of the 16 x 16 block whose rows were r[0..15] */
+static inline void mv_avx512_transpose(__m512 r[16]) {
+    __m512 t[16], u[16];
+    for (int i = 0; i < 8; i++) {   /* pairs of rows interleaved by element */
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++)     /* then by element pair: 4 x 4 blocks per 128-bit lane */
+        for (int j = 0; j < 2; j++) {
+            __m512d a = _mm512_castps_pd(t[4 * i + j]), b = _mm512_castps_pd(t[4 * i + 2 + j]);
+            u[4 * i + 2 * j] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+            u[4 * i + 2 * j + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+        }
+    /* u[4i + k] holds column k + 4l of rows 4i..4i+3 in 128-bit lane l */
+    for (int k = 0; k < 4; k++) {
+        __m512 a = _mm512_shuffle_f32x4(u[k], u[4 + k], 0x88), b = _mm512_shuffle_f32x4(u[k], u[4 + k], 0xDD);
+        __m512 c = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0x88), d = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0xDD);
+        r[k] = _mm512_shuffle_f32x4(a, c, 0x88);
+        r[k + 8] = _mm512_shuffle_f32x4(a, c, 0xDD);
+        r[k + 4] = _mm512_shuffle_f32x4(b, d, 0x88);
+        r[k + 12] = _mm512_shuffle_f32x4(b, d, 0xDD);
+    }
+}
+
 #define VF __m512
 #define VZERO() _mm512_setzero_ps()
 #define VLOAD(p) _mm512_loadu_ps(p)
@@ -48,6 +72,7 @@
 #define VEXP_CLAMP(x, sgn) _mm512_max_ps(_mm512_set1_ps(-200.0f), _mm512_min_ps(_mm512_set1_ps(200.0f), (x)))
 #define VEXP_CLAMP_LO(x) _mm512_max_ps(_mm512_set1_ps(-200.0f), (x))
 #define VHSUM(v) _mm512_reduce_add_ps(v)
+#define VTRANSPOSE(r) mv_avx512_transpose(r)
 #define VROUND(x) _mm512_roundscale_ps((x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #define VEXP2I_YSCALE 1.0f
 #define VEXP2I(y, n) _mm512_scalef_ps((y), (n))

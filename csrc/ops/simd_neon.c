@@ -100,6 +100,16 @@ static inline float32x4_t mv_neon_exp2i_bits(float32x4_t y, float32x4_t s) {
     return vmulq_f32(y, vreinterpretq_f32_s32(vshlq_n_s32(vreinterpretq_s32_f32(s), 23)));
 }
 
+/* r[0..3] = the columns of the 4 x 4 block whose rows were r[0..3] */
+static inline void mv_neon_transpose(float32x4_t r[4]) {
+    float32x4_t a = vtrn1q_f32(r[0], r[1]), b = vtrn2q_f32(r[0], r[1]);
+    float32x4_t c = vtrn1q_f32(r[2], r[3]), d = vtrn2q_f32(r[2], r[3]);
+    r[0] = vreinterpretq_f32_f64(vtrn1q_f64(vreinterpretq_f64_f32(a), vreinterpretq_f64_f32(c)));
+    r[1] = vreinterpretq_f32_f64(vtrn1q_f64(vreinterpretq_f64_f32(b), vreinterpretq_f64_f32(d)));
+    r[2] = vreinterpretq_f32_f64(vtrn2q_f64(vreinterpretq_f64_f32(a), vreinterpretq_f64_f32(c)));
+    r[3] = vreinterpretq_f32_f64(vtrn2q_f64(vreinterpretq_f64_f32(b), vreinterpretq_f64_f32(d)));
+}
+
 #define VF float32x4_t
 #define VZERO() vdupq_n_f32(0.0f)
 #define VLOAD(p) vld1q_f32(p)
@@ -129,6 +139,7 @@ static inline float32x4_t mv_neon_exp2i_bits(float32x4_t y, float32x4_t s) {
                : mv_neon_max(vdupq_n_f32(-MV_NEON_EXP_HI), mv_neon_min(vdupq_n_f32(-MV_NEON_EXP_LO), (x))))
 #define VEXP_CLAMP_LO(x) mv_neon_max(vdupq_n_f32(MV_NEON_EXP_LO), (x))
 #define VHSUM(v) vaddvq_f32(v)          /* (v0 + v1) + (v2 + v3): fixed order */
+#define VTRANSPOSE(r) mv_neon_transpose(r)
 #define VEXP2I_YSCALE 2.0f
 #define VEXP2I_BITS(y, s) mv_neon_exp2i_bits((y), (s))
 #define VLOADN_MASKED_ZERO(v, n) mv_neon_keep_first((v), (n))

@@ -60,6 +60,10 @@ What it does, in order:
    ``OMP_NUM_THREADS`` set before any import.  Warm-up, then timed runs of the inference call
    only; the worker reports median / min / max, the process's peak RSS (``ru_maxrss``, plus the
    RSS right after importing the runtime), and the max abs difference of its logits vs PyTorch.
+   Around every measurement with two or more threads, ``benchmarks/core_rtt.c`` (built with the
+   system ``cc``) times a cache-line round trip between the first two CPUs: on VMs whose vCPUs the
+   hypervisor sometimes places on different dies (round trip ~300 ns instead of ~50-80 ns on
+   AMD Zen 4) multi-thread speed follows that placement, so such cells are marked ‡.
 5. One subprocess runs ``MobileViT.profile`` for mobilevit_s (else the last selected model) at
    2 threads (per-op-family time).
 6. Writes the Markdown report (``--out``, or its ``--section``) with the issue-17 target table
@@ -150,6 +154,7 @@ def model_batch(model, b, seg_batch=4):
     return b if model not in SEG_MODELS or b == 1 else seg_batch
 TOL = 1e-4
 BUSY = 0.25  # CPUs used by other processes during a measurement above which it is marked
+SPLIT_NS = 150.0  # cache-line round trip (core_rtt.c) above which the two CPUs count as on different dies
 RESULT_TAG = "@@RESULT@@ "
 
 
@@ -237,6 +242,31 @@ def run_fma_peak(exe, threads, reps=7, iters=100_000_000):
     if p.returncode != 0:
         raise RuntimeError(p.stderr.strip())
     return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def build_core_rtt(workdir):
+    """Compile core_rtt.c with the system cc; returns (binary path, None) or (None, reason)."""
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if cc is None:
+        return None, "no C compiler (cc) found"
+    exe = os.path.join(workdir, "core_rtt")
+    p = subprocess.run([cc, "-O2", "-pthread", os.path.join(HERE, "core_rtt.c"), "-o", exe],
+                       capture_output=True, text=True)
+    return (exe, None) if p.returncode == 0 else (None, p.stderr.strip()[-200:])
+
+
+def run_core_rtt(exe):
+    """Median cache-line round trip (ns) between the first two usable CPUs, or None."""
+    try:
+        p = subprocess.run([exe, "20000", "5"], capture_output=True, text=True, timeout=60)
+        return json.loads(p.stdout.strip().splitlines()[-1])["rtt_ns"] if p.returncode == 0 else None
+    except (subprocess.TimeoutExpired, ValueError, KeyError, IndexError):
+        return None
+
+
+def split_placement(r):
+    """True when a core_rtt reading taken around this measurement says the CPUs were on different dies."""
+    return any(v is not None and v > SPLIT_NS for v in r.get("core_rtt_ns") or ())
 
 
 # --------------------------------------------------------------------------------------------
@@ -1051,6 +1081,8 @@ def aggregate_passes(rs):
                passes_ok=len(ok), passes_failed=len(rs) - len(ok))
     fc = [r["foreign_cpu"] for r in ok if r.get("foreign_cpu") is not None]
     agg["foreign_cpu"] = max(fc) if fc else None
+    agg["core_rtt_ns"] = [v for r in ok for v in r.get("core_rtt_ns") or ()]
+    agg["split_passes"] = sum(split_placement(r) for r in ok)
     return agg
 
 
@@ -1137,6 +1169,16 @@ def write_report(path, S):
         if fc[-1] > BUSY:
             w("- **Warning: the machine was not idle during this run.** Other jobs preempt the workers; "
               "2-thread results suffer most (a descheduled thread stalls every barrier). Re-run on a quiet machine.")
+    rtt = sorted(v for rs in S.get("raw", {}).values() for r in rs for v in r.get("core_rtt_ns") or () if v is not None)
+    if rtt:
+        nsplit = sum(split_placement(r) for rs in S["raw"].values() for r in rs)
+        nmeas = sum(bool(r.get("core_rtt_ns")) for rs in S["raw"].values() for r in rs)
+        w(f"- Cache-line round trip between the two CPUs (`benchmarks/core_rtt.c`, before and after every "
+          f"measurement with 2+ threads): median {statistics.median(rtt):.0f} ns, range {rtt[0]:.0f}–{rtt[-1]:.0f} ns; "
+          f"{nsplit} of {nmeas} such measurements saw more than {SPLIT_NS:.0f} ns (the vCPUs on different dies: "
+          "data shared between the threads crosses the dies, every runtime's 2-thread time rises) and are marked ‡")
+    elif S.get("core_rtt_error"):
+        w(f"- Cache-line round trip between the CPUs not measured: {S['core_rtt_error']}")
     w(f"- Architecture: {info.get('arch', '?')}; FMA vector ISAs of this CPU: "
       f"{', '.join(vector_isas(fl)) or 'none (scalar only)'}")
     mv = next((r for r in res.values() if r.get("runtime") == "mobilevit" and "detail" in r), None)
@@ -1237,7 +1279,8 @@ def write_report(path, S):
         if "error" in r:
             return "failed"
         busy = mark and r.get("foreign_cpu") is not None and r["foreign_cpu"] > BUSY
-        return f(r) + (" †" if busy else "")
+        split = mark and split_placement(r)
+        return f(r) + (" †" if busy else "") + (" ‡" if split else "")
 
     threads = args.threads
     prep_models = S["prep"].get("models", {})
@@ -1278,7 +1321,9 @@ def write_report(path, S):
                     w(f"| {SHORT[m]} | {n} | " + " | ".join(cell(rt, m, b, n, f) for rt in rts) + " |")
             w("")
             w(f"† = other processes used more than {BUSY} CPU while this was timed (noisy)"
-              + (" in at least one pass" if args.passes > 1 else "") + ".\n")
+              + (" in at least one pass" if args.passes > 1 else "") + f"; ‡ = the two CPUs were on different "
+              f"dies (cache-line round trip above {SPLIT_NS:.0f} ns, `benchmarks/core_rtt.c`) around "
+              + ("at least one pass" if args.passes > 1 else "the measurement") + ".\n")
             # speed-up of ours vs the best peer
             if "mobilevit" in rts and len(rts) > 1:
                 rows = []
@@ -1670,6 +1715,8 @@ def main(argv=None):
                     S["fma"].append({"threads": n, "error": str(e)[:200]})
                 log(f"FMA peak {n} thread(s): {S['fma'][-1]}")
 
+        rtt_exe, S["core_rtt_error"] = build_core_rtt(workdir) if S["machine"]["ncpu"] > 1 else (None, None)
+
         # 2. prep: weights, inputs, references, ONNX
         log("prep: timm models, reference logits, ONNX export ...")
         prep, err = run_worker("prep", {"workdir": workdir, "models": args.models, "batches": args.batches,
@@ -1731,7 +1778,9 @@ def main(argv=None):
                             "runs": args.runs if b == 1 else args.runs_batch,
                             "warmup": S["warmup"][1] if b == 1 else S["warmup"][16],
                             "min_runs": args.min_runs, "max_seconds": args.max_seconds, "isa": args.isa}
+                    rtt0 = run_core_rtt(rtt_exe) if rtt_exe and n > 1 else None
                     r, err = run_worker("bench", spec, n, timeout=900, env_extra=runtime_env(rt, args))
+                    rtt = [rtt0, run_core_rtt(rtt_exe)] if rtt0 is not None else None
                     if r is None:
                         r = {"runtime": rt, "model": m, "batch": b, "threads": n, "error": err}
                         S["notes"].append(f"{LABEL[rt]} {SHORT[m]} batch {b} {n} thread(s) failed"
@@ -1740,8 +1789,11 @@ def main(argv=None):
                     else:
                         log(f"{rt:12s} {SHORT[m]:10s} b{b:<3d} {n}t  median {r['median_s'] * 1e3:8.2f} ms "
                             f"(n={r['n']}) rss {r['peak_rss_mib']:.0f} MiB  diff {r['max_abs_diff']:.1e}  "
-                            f"others {r.get('foreign_cpu') or 0:.2f} CPU")
+                            f"others {r.get('foreign_cpu') or 0:.2f} CPU"
+                            + (f"  core rtt {rtt[0]:.0f}/{rtt[1] or 0:.0f} ns" if rtt else ""))
                     r["pass"] = ps + 1
+                    if rtt:
+                        r["core_rtt_ns"] = rtt
                     raw.setdefault((rt, m, b, n), []).append(r)
         S["raw"] = raw
         S["results"] = {key: aggregate_passes(v) for key, v in raw.items()}

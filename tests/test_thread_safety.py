@@ -165,6 +165,24 @@ def test_num_threads_limits_work_and_agree():
     np.testing.assert_array_equal(m(x, num_threads=np.int64(2)), y1)
 
 
+def test_chunks_of_a_worker_openmp_never_started_are_taken_by_the_others():
+    """Every worker owns a share of each layer's chunks and takes its own first; with
+    OMP_THREAD_LIMIT=1 the second worker of a 2- or 3-thread call never exists, and the
+    one worker running must take all of its chunks (same bits as one thread)."""
+    code = textwrap.dedent("""
+        import numpy as np, mobilevit
+        m = mobilevit.create_model("mobilevit_xxs")
+        x = np.random.default_rng(1).random((1, 3, 96, 128), dtype=np.float32)
+        one = m(x, num_threads=1)
+        print(all(np.array_equal(m(x, num_threads=n), one) for n in (2, 3)))
+    """)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(mobilevit.__file__)))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "OMP_THREAD_LIMIT": "1", "PYTHONPATH": root})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split()[-1] == "True"
+
+
 def test_huge_omp_num_threads_is_clamped_not_fatal():
     """OMP_NUM_THREADS=100000 used to reach the plan and OpenMP (segfault)."""
     code = textwrap.dedent("""

@@ -67,7 +67,8 @@ What it does, in order:
 5. One subprocess runs ``MobileViT.profile`` for mobilevit_s (else the last selected model) at
    2 threads (per-op-family time).
 6. Writes the Markdown report (``--out``, or its ``--section``) with the issue-17 target table
-   (PASS / FAIL computed from the medians) and a PNG chart (``--png``, default results.png or
+   (PASS / FAIL computed from the medians; when some passes ran cross-die, also from the same-die
+   passes alone) and a PNG chart (``--png``, default results.png or
    results_<section>.png); with models from more than one family (v1 / v2 / DeepLabv3) each family
    gets its own section of tables and its own row of chart panels.
 
@@ -1092,9 +1093,22 @@ def fastest_peer(res, rts, m, b, n, peers=PEERS):
     return min(c) if c else None
 
 
-def target_rows(S):
-    """The issue-17 targets, computed from the measured medians: (what, cell, measured, goal, PASS/FAIL)."""
-    args, res = S["args"], S["results"]
+def same_die_results(raw):
+    """Per cell, the passes whose core_rtt readings all said one die (every pass of a 1-thread cell),
+    aggregated like S["results"]; cells with no such pass are left out."""
+    out = {}
+    for key, rs in raw.items():
+        keep = [r for r in rs if "median_s" in r and not split_placement(r)]
+        if keep:
+            out[key] = aggregate_passes(keep)
+    return out
+
+
+def target_rows(S, res=None):
+    """The issue-17 targets, computed from the measured medians (of S["results"], or of `res`):
+    (what, cell, measured, goal, PASS/FAIL, key), key naming the check independently of the peer."""
+    args = S["args"]
+    res = S["results"] if res is None else res
     rts = args.runtimes
     peaks = {p["threads"]: p["gflops"] for p in S["fma"] if "gflops" in p}
     macs = {m: (S["prep"].get("models", {}).get(m, {}).get("macs") or MACS.get(m)) for m in args.models}
@@ -1116,18 +1130,19 @@ def target_rows(S):
                 if o and fp:
                     v = fp[0] / o
                     rows.append((f"ours vs fastest peer, batch {b}", f"{SHORT[m]}, {n}T (vs {LABEL[fp[1]]})",
-                                 f"{v:.2f}×", f"≥ {goal}×", verdict(v, goal)))
+                                 f"{v:.2f}×", f"≥ {goal}×", verdict(v, goal), ("peer", m, b, n)))
     if "mobilevit_s" in args.models and 1 in args.threads and 2 in args.threads:
         o1, o2 = ours("mobilevit_s", 1, 1), ours("mobilevit_s", 1, 2)
         if o1 and o2:
-            rows.append(("2T / 1T speed-up, batch 1", "S", f"{o1 / o2:.2f}×", "≥ 1.7×", verdict(o1 / o2, 1.7)))
+            rows.append(("2T / 1T speed-up, batch 1", "S", f"{o1 / o2:.2f}×", "≥ 1.7×", verdict(o1 / o2, 1.7),
+                         ("scaling",)))
     if bbig and "mobilevit_s" in args.models:
         for n in args.threads:
             o = ours("mobilevit_s", bbig, n)
             if o and peaks.get(n) and macs.get("mobilevit_s"):
                 frac = 2 * macs["mobilevit_s"] * bbig / o / 1e9 / peaks[n]
                 rows.append((f"% of FMA peak, batch {bbig}", f"S, {n}T (peak {peaks[n]:.0f} GFLOP/s, "
-                             f"{S['fma_isa']})", f"{100 * frac:.0f} %", "≥ 75 %", verdict(frac, 0.75)))
+                             f"{S['fma_isa']})", f"{100 * frac:.0f} %", "≥ 75 %", verdict(frac, 0.75), ("peak", n)))
     if "mobilevit_xs" in args.models and "mobilenet_v2" in args.models:
         for b in args.batches:
             for n in args.threads:
@@ -1135,7 +1150,8 @@ def target_rows(S):
                 if o and fp:
                     v = o / fp[0]
                     rows.append((f"MobileViT-XS (ours) / MobileNetV2 (fastest peer), batch {b}",
-                                 f"{n}T (MNv2 in {LABEL[fp[1]]})", f"{v:.2f}×", "≤ 2×", verdict(v, 2.0, ge=False)))
+                                 f"{n}T (MNv2 in {LABEL[fp[1]]})", f"{v:.2f}×", "≤ 2×", verdict(v, 2.0, ge=False),
+                                 ("mnv2", b, n)))
     return rows
 
 
@@ -1263,14 +1279,32 @@ def write_report(path, S):
         w("Fastest peer = the faster of ONNX Runtime and OpenVINO for that cell"
           + ("; with `--peer-isa-cap` see above which peer was really limited to AVX2 (an uncapped peer makes "
              "the comparison harder for us, not easier)" if args.peer_isa_cap else "") + ".\n")
-        w("| target | cell | measured | goal | result |")
-        w("|---|---|---:|---:|---|")
+        # with cross-die passes in the run: the same checks from the same-die passes alone, as a second
+        # reading (the verdict column stays the all-passes one)
+        split_seen = any(split_placement(r) for rs in S.get("raw", {}).values() for r in rs)
+        same = {t[5]: t for t in target_rows(S, same_die_results(S["raw"]))} if split_seen else None
+        w("| target | cell | measured | goal | result |" + (" same-die passes only |" if same is not None else ""))
+        w("|---|---|---:|---:|---|" + ("---|" if same is not None else ""))
         for t in trows:
-            w("| " + " | ".join(t[:4]) + f" | **{t[4]}** |")
+            extra = ""
+            if same is not None:
+                u = same.get(t[5])
+                if u is None:
+                    extra = " — |"
+                else:   # name the peer when the same-die fastest one is another
+                    peer = f" ({u[1].split('(', 1)[1]}" if "(" in u[1] and u[1] != t[1] else ""
+                    extra = f" {u[2]} {u[4]}{peer} |"
+            w("| " + " | ".join(t[:4]) + f" | **{t[4]}** |" + extra)
         npass_ = sum(t[4] == "PASS" for t in trows)
         w("")
         w(f"{npass_} of {len(trows)} checks pass." + (" (`--quick` run: these numbers mean nothing.)"
-                                                     if args.quick else "") + "\n")
+                                                     if args.quick else ""))
+        if same is not None:
+            nsame = sum(u[4] == "PASS" for u in same.values())
+            w(f"Same-die passes only: every cell's median over the passes whose round-trip readings (before and "
+              f"after) stayed at one die, i.e. without its ‡ passes (1-thread cells: every pass): {nsame} of "
+              f"{len(same)} checks pass; — = no same-die pass for one side of that check.")
+        w("")
 
     def cell(rt, model, b, n, f, mark=True):
         r = res.get((rt, model, b, n))

@@ -71,7 +71,13 @@ UBSAN_LIB=$(gcc -print-file-name=libubsan.so)
 
 export PYTHONPATH="$SRC${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONMALLOC=malloc
-export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:allocator_may_return_null=1:verify_asan_link_order=0:detect_stack_use_after_return=0:log_path=$WORK/reports/asan"
+# One third-party suppression: Ray's vendored setproctitle (spt_setup in ray/_raylet.so, run in the
+# Ray worker processes of the README's Ray example, which inherit LD_PRELOAD) sometimes strcmp()s a
+# keyword-argument name CPython has already freed; seen once in a clean-clone run on 2026-12-08 (the
+# README block then timed out), not in the 15-test rerun.  Only reports whose interceptor was called
+# from spt_setup are dropped; everything in our code, and every other Ray report, still halts.
+printf 'interceptor_via_fun:spt_setup\n' > "$WORK/asan.supp"
+export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:allocator_may_return_null=1:verify_asan_link_order=0:detect_stack_use_after_return=0:suppressions=$WORK/asan.supp:log_path=$WORK/reports/asan"
 export UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1:log_path=$WORK/reports/ubsan"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
